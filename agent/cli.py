@@ -1,0 +1,151 @@
+"""``ttcs-agent``: the daemon and the technician's commands (run over SSH on the box)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from agent.control import AgentNotRunning, request
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttcs-agent",
+        description="Edge agent for ward screens and loudspeakers (thông tin cơ sở).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=Path(os.environ.get("TTCS_CONFIG", str(DEFAULT_CONFIG_PATH))),
+        help=f"configuration file (default: $TTCS_CONFIG or {DEFAULT_CONFIG_PATH})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[common], help="run the agent in the foreground")
+    status = sub.add_parser("status", parents=[common], help="what the running agent is doing")
+    status.add_argument("--json", action="store_true", help="machine-readable status")
+    cfg = sub.add_parser("config", parents=[common], help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cfg_sub.add_parser("check", parents=[common], help="validate the configuration file")
+    logs = sub.add_parser("logs", parents=[common], help="the last lines of the agent's log")
+    logs.add_argument("-n", "--lines", type=int, default=50, help="how many lines (default 50)")
+    inject = sub.add_parser(
+        "inject",
+        parents=[common],
+        help="hand a signed command or program file to the agent (e.g. from a USB stick)",
+    )
+    inject.add_argument("file", type=Path, help="signed JSON document")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ttcs-agent: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            from agent.daemon import run
+
+            return run(config, args.config)
+        if args.command == "config":
+            print(
+                f"{args.config}: OK (device {config.device_id}, "
+                f"{len(config.trust.keys)} trusted keys, broker {config.mqtt.url})"
+            )
+            return 0
+        if args.command == "status":
+            return _status(config, args.json)
+        if args.command == "logs":
+            answer = _ask(config, "logs", lines=max(1, args.lines))
+            print("\n".join(answer["lines"]))
+            return 0
+        if args.command == "inject":
+            return _inject(config, args.file)
+    except AgentNotRunning as exc:
+        print(f"ttcs-agent: {exc}", file=sys.stderr)
+        return 3
+    except BrokenPipeError:
+        return 0
+    return 2
+
+
+def _ask(config: AgentConfig, action: str, **args: Any) -> dict[str, Any]:
+    answer = request(config.paths.socket_path, action, **args)
+    if not answer.get("ok"):
+        raise AgentNotRunning(f"the agent refused: {answer.get('error')}")
+    return answer
+
+
+def _inject(config: AgentConfig, path: Path) -> int:
+    try:
+        document = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"ttcs-agent: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    answer = _ask(config, "inject", document=document)
+    ok = True
+    for ack in answer["acks"]:
+        print(json.dumps(ack, ensure_ascii=False))
+        ok = ok and ack["status"] in ("accepted", "done")
+    return 0 if ok else 1
+
+
+def _status(config: AgentConfig, as_json: bool) -> int:
+    answer = _ask(config, "status")
+    status: dict[str, Any] = answer["status"]
+    if as_json:
+        print(json.dumps(status, ensure_ascii=False, indent=2))
+        return 0
+    link = status.get("link", {})
+    now = status.get("now", {})
+    programs = status.get("programs") or {}
+    rows = [
+        ("device", f"{answer['device']} (agent {answer['agent_version']})"),
+        (
+            "broker",
+            f"{config.mqtt.url} — "
+            f"{'connected' if link.get('connected') else 'NOT CONNECTED'}, "
+            f"{link.get('reconnects', 0)} reconnects",
+        ),
+        ("uptime", _duration(int(status["uptime_s"]))),
+        ("screen", now.get("screen") or "—"),
+        ("speaker", now.get("speaker") or "—"),
+        ("volume", f"{status['volume']}%"),
+        ("programs", ", ".join(f"{t} v{v}" for t, v in programs.items()) or "none"),
+        ("cache", f"{status['cache']['items']} items, {_size(status['cache']['bytes'])}"),
+        ("disk free", _size(int(status["disk_free_bytes"]))),
+        (
+            "temperature",
+            f"{status['temperature_c']} °C" if status.get("temperature_c") is not None else "—",
+        ),
+        ("outbox", f"{status.get('outbox', 0)} messages waiting for the broker"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _duration(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{days}d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

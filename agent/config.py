@@ -1,0 +1,262 @@
+"""Agent configuration: one TOML file, validated once into a frozen, typed model.
+
+Unknown keys and bad values stop the agent at start with a message that names the key
+(and, for a misspelt key, suggests the closest known one).
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+DEFAULT_CONFIG_PATH = Path("/etc/ttcs/agent.toml")
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the offending key."""
+
+
+def _ident(value: str) -> str:
+    if not IDENT_RE.match(value):
+        raise ValueError(f"{value!r} is not an identifier (^[a-z0-9][a-z0-9-]{{1,62}}$)")
+    return value
+
+
+Ident = Annotated[str, AfterValidator(_ident)]
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _public_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise ValueError("not standard base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this is {len(raw)}")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(_Section):
+    """Broker connection."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    topic_prefix: str = "ttcs/v1"
+    client_id: str | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    # 3G/4G carrier NATs drop idle TCP flows after a few minutes; 60 s keeps the mapping alive
+    # while costing only a few bytes a minute.
+    keepalive_s: int = Field(default=60, ge=10, le=1200)
+    session_expiry_s: int = Field(default=7 * 86400, ge=86400)
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=60.0, ge=1, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from exc
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if (
+            not value
+            or value.startswith("/")
+            or value.endswith("/")
+            or any(c in value for c in "#+")
+        ):
+            raise ValueError("must be a non-empty topic path without wildcards or edge slashes")
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+class TrustConfig(_Section):
+    """Public keys that may sign commands and programs, by key id."""
+
+    keys: dict[str, Annotated[str, AfterValidator(_public_key)]] = Field(default_factory=dict)
+
+
+class PathsConfig(_Section):
+    """Where the agent keeps its state, its content cache, its socket and its log."""
+
+    state_dir: Path = Path("/var/lib/ttcs")
+    cache_dir: Path = Path("/var/cache/ttcs")
+    control_socket: Path | None = None
+    log_file: Path | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.control_socket or self.state_dir / "control.sock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or self.state_dir / "agent.log"
+
+
+class ScreenConfig(_Section):
+    """The public screen."""
+
+    enabled: bool = True
+    driver: Literal["window", "headless"] = "headless"
+    width: int = Field(default=1920, ge=16, le=7680)
+    height: int = Field(default=1080, ge=16, le=4320)
+
+
+class SpeakerConfig(_Section):
+    """The loudspeaker output."""
+
+    enabled: bool = True
+    output: str = "default"
+
+    @field_validator("output")
+    @classmethod
+    def _check_output(cls, value: str) -> str:
+        if value in ("default", "null") or (value.startswith("file:") and len(value) > 5):
+            return value
+        raise ValueError("must be 'default', 'null' or 'file:/path/to/capture.wav'")
+
+
+class TtsConfig(_Section):
+    """Text-to-speech voices by name (e.g. vi-north) → Piper model path."""
+
+    default_voice: str = "vi-north"
+    voices: dict[str, Path] = Field(default_factory=dict)
+
+
+class LogConfig(_Section):
+    """Logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class AgentConfig(_Section):
+    """The whole agent configuration."""
+
+    device_id: Ident
+    groups: tuple[Ident, ...] = ()
+    timezone: Annotated[str, AfterValidator(_timezone)] = "Asia/Ho_Chi_Minh"
+    status_interval_s: int = Field(default=60, ge=5, le=86400)
+    max_payload_bytes: int = Field(default=262144, ge=1024, le=16 * 1024 * 1024)
+    mqtt: MqttConfig = MqttConfig()
+    trust: TrustConfig = TrustConfig()
+    paths: PathsConfig = PathsConfig()
+    screen: ScreenConfig = ScreenConfig()
+    speaker: SpeakerConfig = SpeakerConfig()
+    tts: TtsConfig = TtsConfig()
+    log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> AgentConfig:
+        if self.device_id in self.groups:
+            raise ValueError("groups: must not contain the device's own id")
+        if len(set(self.groups)) != len(self.groups):
+            raise ValueError("groups: listed twice")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Secret strings that must never appear in logs."""
+        out = []
+        if self.mqtt.password is not None and self.mqtt.password.get_secret_value():
+            out.append(self.mqtt.password.get_secret_value())
+        return out
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        full = f"{prefix}{name}"
+        keys.append(full)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, full + "."))
+    return keys
+
+
+def _describe(error: Any) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = _known_keys(AgentConfig)
+        parent = loc.rsplit(".", 1)[0] + "." if "." in loc else ""
+        siblings = [k for k in known if k.startswith(parent) and "." not in k[len(parent) :]]
+        guess = difflib.get_close_matches(loc, siblings, n=1, cutoff=0.6)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        return f"unknown key '{loc}'{hint}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return msg
+    return f"'{loc}': {msg}"
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> AgentConfig:
+    """Validate a parsed TOML document; raise ConfigError naming every bad key."""
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"{source}: invalid configuration:\n{problems}") from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the TOML configuration file at ``path``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))

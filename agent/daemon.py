@@ -1,0 +1,182 @@
+"""``ttcs-agent run``: wires the parts together, starts them in order and stops them in reverse."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import queue
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from agent import __version__
+from agent.config import AgentConfig
+from agent.control import ControlServer
+from agent.director import CAPABILITIES, Director
+from agent.link import LinkHandler, LinkSettings, MqttLink, Will
+from agent.logs import Redactor, setup_logging
+from agent.protocol import DeviceState, Topics, format_time
+from agent.signing import public_key_from_b64
+from agent.store import Store
+from agent.systemd import Notifier
+from agent.verify import Verifier
+
+log = logging.getLogger(__name__)
+SHUTDOWN_FLUSH_S = 3.0
+
+
+class _ToDirector(LinkHandler):
+    """Forwards link events to the director's queue (never blocks the network thread)."""
+
+    def __init__(self, director: Director) -> None:
+        self.director = director
+
+    def link_up(self, session_present: bool) -> None:
+        self.director.post("link_up", session_present)
+
+    def link_down(self, reason: str) -> None:
+        self.director.post("link_down", reason)
+
+    def link_reset(self) -> None:
+        self.director.post("link_reset")
+
+    def message(self, topic: str, payload: bytes, token: Any, retained: bool) -> None:
+        self.director.post("message", (topic, payload, token, retained))
+
+    def delivered(self, mid: int, ok: bool, detail: str) -> None:
+        self.director.post("delivered", (mid, ok, detail))
+
+
+def subscriptions(config: AgentConfig) -> list[str]:
+    """The device's own and its groups' ``cmd`` and ``program`` topics."""
+    topics = Topics(config.mqtt.topic_prefix)
+    out = [topics.dev(config.device_id, leaf) for leaf in ("cmd", "program")]
+    for group in config.groups:
+        out += [topics.grp(group, leaf) for leaf in ("cmd", "program")]
+    return out
+
+
+def link_settings(config: AgentConfig, started_at: str) -> LinkSettings:
+    topics = Topics(config.mqtt.topic_prefix)
+    state = topics.dev(config.device_id, "state")
+    m = config.mqtt
+    birth = DeviceState(
+        online=True,
+        device=config.device_id,
+        agent_version=__version__,
+        groups=list(config.groups),
+        capabilities=list(CAPABILITIES),
+        since=started_at,
+    )
+    return LinkSettings(
+        host=m.host,
+        port=m.port,
+        client_id=m.client_id or config.device_id,
+        tls=m.tls,
+        ca_file=m.ca_file,
+        cert_file=m.cert_file,
+        key_file=m.key_file,
+        username=m.username,
+        password=m.password.get_secret_value() if m.password else None,
+        protocol=m.protocol,
+        keepalive_s=m.keepalive_s,
+        persistent=True,
+        session_expiry_s=m.session_expiry_s,
+        reconnect_min_s=m.reconnect_min_s,
+        reconnect_max_s=m.reconnect_max_s,
+        will=Will(state, DeviceState(online=False, device=config.device_id).payload()),
+        birth=Will(state, birth.payload()),
+        subscriptions=subscriptions(config),
+        manual_ack=True,
+    )
+
+
+def run(config: AgentConfig, config_path: Path) -> int:
+    """Run the agent in the foreground until SIGTERM/SIGINT; return the exit status."""
+    redactor = Redactor(config.secrets())
+    setup_logging(config.log.level, config.paths.log_path, redactor)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # dump every thread's stack
+    log.info(
+        "ttcs-agent %s starting as %s (groups: %s)",
+        __version__,
+        config.device_id,
+        ", ".join(config.groups) or "none",
+    )
+    config.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    config.paths.cache_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.paths.state_dir / "agent.db")
+    topics = Topics(config.mqtt.topic_prefix)
+    verifier = Verifier(
+        config.device_id,
+        config.groups,
+        {kid: public_key_from_b64(k) for kid, k in config.trust.keys.items()},
+        topics,
+        store,
+        clock=_utcnow,
+        max_payload_bytes=config.max_payload_bytes,
+    )
+    director = Director(config, store, verifier, redactor)
+    settings = link_settings(config, format_time(time.time()))
+    link = MqttLink(settings, _ToDirector(director))
+    director.attach(link, lambda: link.reconnects)
+    control = ControlServer(config.paths.socket_path, director.post)
+    notifier = Notifier()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            director.post("reload", config_path)
+        else:
+            director.post("stop")
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+
+    director.every(config.status_interval_s, director.publish_status)
+    director.every(3600, director.housekeeping)
+    if notifier.watchdog_interval_s:
+        director.every(notifier.watchdog_interval_s, notifier.watchdog)
+
+    control.start()
+    link.start()
+    notifier.ready()
+    notifier.status(f"serving {config.device_id}")
+    try:
+        reason = director.run()
+    finally:
+        notifier.stopping()
+        control.stop()
+        _flush(director, link)
+        link.stop(offline=settings.will)
+        store.close()
+        log.info("ttcs-agent stopped (%s)", director.exit_reason or "error")
+    if reason == "restart":
+        logging.shutdown()
+        os.execv(  # noqa: S606 - re-executes this same agent, argv list, no shell
+            sys.executable, [sys.executable, "-m", "agent", "run", "--config", str(config_path)]
+        )
+    return 0
+
+
+def _flush(director: Director, link: MqttLink) -> None:
+    """Give the outbox a moment to drain; whatever is left is sent after the next start."""
+    deadline = time.monotonic() + SHUTDOWN_FLUSH_S
+    courier = director.courier
+    while courier is not None and link.connected and time.monotonic() < deadline:
+        director.pump()
+        if courier.in_flight == 0 and director.store.outbox_size() == 0:
+            return
+        try:
+            kind, payload = director.events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if kind == "delivered":
+            director.handle(kind, payload)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

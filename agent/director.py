@@ -1,0 +1,434 @@
+"""The director: the single owner of the agent's state.
+
+Everything else (the MQTT link, the control socket, signal handlers, timers) sends it events
+through one queue; it verifies documents, executes commands exactly once, writes acks and
+events to the outbox, and publishes status. Only its own thread touches its state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from agent import __version__
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.courier import Courier, Publisher
+from agent.logs import Redactor, tail
+from agent.protocol import (
+    Ack,
+    CacheUsage,
+    DeviceStatus,
+    Envelope,
+    Event,
+    LinkStats,
+    LogsUploadBody,
+    Status,
+    Topics,
+    VolumeSetBody,
+    format_time,
+    parse_time,
+)
+from agent.signing import public_key_from_b64
+from agent.store import Store
+from agent.verify import Accepted, Rejection, Verifier
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VOLUME = 70
+PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
+SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
+CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
+
+
+class RateLimiter:
+    """A token bucket: ``burst`` at once, then ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.suppressed += 1
+        return False
+
+
+@dataclass
+class Request:
+    """A request from the local control socket, answered through ``reply``."""
+
+    action: str
+    args: dict[str, Any]
+    reply: queue.Queue[dict[str, Any]] = field(default_factory=lambda: queue.Queue(maxsize=1))
+
+
+class Director:
+    """Owns state; consumes events from ``self.events`` in its own thread (``run``)."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: Store,
+        verifier: Verifier,
+        redactor: Redactor,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.verifier = verifier
+        self.redactor = redactor
+        self.clock = clock
+        self.monotonic = monotonic
+        self.topics = Topics(config.mqtt.topic_prefix)
+        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.started = monotonic()
+        self.limiter = RateLimiter(rate=1.0, burst=10, clock=monotonic)
+        self.link: Publisher | None = None
+        self.courier: Courier | None = None
+        self.reconnects: Callable[[], int] = lambda: 0
+        self.exit_reason: str | None = None
+        self._tickers: list[tuple[float, float, Callable[[], None]]] = []
+
+    # ------------------------------------------------------------------ wiring
+
+    def attach(self, link: Publisher, reconnects: Callable[[], int]) -> None:
+        self.link = link
+        self.courier = Courier(self.store, link)
+        self.reconnects = reconnects
+
+    def every(self, interval_s: float, action: Callable[[], None]) -> None:
+        """Run ``action`` on the director's thread every ``interval_s`` seconds."""
+        self._tickers.append((self.monotonic() + interval_s, interval_s, action))
+
+    def post(self, kind: str, payload: Any = None) -> None:
+        """Thread-safe: queue an event for the director."""
+        self.events.put((kind, payload))
+
+    def now_s(self) -> float:
+        return self.clock().timestamp()
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> str:
+        """Process events until asked to stop; return ``"stop"`` or ``"restart"``."""
+        self._boot()
+        while self.exit_reason is None:
+            timeout = self._due_tickers()
+            try:
+                kind, payload = self.events.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            try:
+                self.handle(kind, payload)
+            except Exception:
+                log.exception("director failed to handle %s", kind)
+            self.pump()
+        return self.exit_reason
+
+    def _due_tickers(self) -> float:
+        now = self.monotonic()
+        for index, (due, interval, action) in enumerate(self._tickers):
+            if due <= now:
+                self._tickers[index] = (now + interval, interval, action)
+                try:
+                    action()
+                except Exception:
+                    log.exception("periodic task failed")
+        self.pump()
+        if not self._tickers:
+            return 1.0
+        return max(0.0, min(due for due, _, _ in self._tickers) - self.monotonic())
+
+    def _boot(self) -> None:
+        pending = self.store.pop_setting("restart_ack")
+        if pending:
+            self._ack(pending, Status.DONE, detail="agent restarted")
+
+    def pump(self) -> None:
+        if self.courier is not None:
+            self.courier.pump()
+
+    def handle(self, kind: str, payload: Any) -> None:
+        """Handle one event (also called directly by tests)."""
+        if kind == "message":
+            topic, body, token, retained = payload
+            self.on_message(topic, body, retained)
+            if self.link is not None and hasattr(self.link, "ack"):
+                self.link.ack(token)
+        elif kind == "delivered" and self.courier is not None:
+            self.courier.delivered(*payload)
+        elif kind == "link_up":
+            log.info("connected to the broker")
+            self.publish_status()
+        elif kind == "link_down":
+            log.warning("disconnected from the broker: %s", payload)
+        elif kind == "link_reset" and self.courier is not None:
+            self.courier.reset()
+        elif kind == "request":
+            self.on_request(payload)
+        elif kind == "reload":
+            self.reload(payload)
+        elif kind == "stop":
+            self.exit_reason = "stop"
+
+    # ------------------------------------------------------------------ documents
+
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> list[Ack]:
+        """Verify one inbound document and act on it; return the acks it produced."""
+        result = self.verifier.verify(topic, payload)
+        if isinstance(result, Rejection):
+            return self._refuse(topic, result, retained)
+        return self._execute(result)
+
+    def _refuse(self, topic: str, rej: Rejection, retained: bool) -> list[Ack]:
+        if rej.reason == "duplicate" and retained:
+            # A retained program delivered again on resubscription: already acknowledged.
+            log.debug("retained %s on %s already handled", rej.doc_id, topic)
+            return []
+        log.warning("rejected %s on %s: %s (%s)", rej.doc_id, topic, rej.reason, rej.detail)
+        if not self.limiter.allow():
+            return []
+        if self.limiter.suppressed:
+            self._event("warning", "acks_suppressed", f"{self.limiter.suppressed} rejection acks")
+            self.limiter.suppressed = 0
+        status = Status.DUPLICATE if rej.reason == "duplicate" else Status.REJECTED
+        ack = self._ack(rej.doc_id, status, rej.reason, rej.detail, topic=topic)
+        if rej.reason in SECURITY_REASONS:
+            self._event("warning", f"rejected.{rej.reason}", f"{rej.doc_id} on {topic}")
+        return [ack]
+
+    def _execute(self, ok: Accepted) -> list[Ack]:
+        env = ok.envelope
+        log.info("accepted %s %s from %s", env.type, env.id, ok.topic)
+        expires = parse_time(env.expires_at).timestamp() if env.expires_at else None
+        remember = (env.id, expires or parse_time(env.issued_at).timestamp() + PROGRAM_MEMORY_S)
+        handler = getattr(self, "cmd_" + env.type.replace(".", "_"), None)
+        if handler is None:
+            return [
+                self._ack(
+                    env.id,
+                    Status.FAILED,
+                    "not_supported",
+                    f"{env.type} is not supported by agent {__version__}",
+                    seen=remember,
+                )
+            ]
+        result: list[Ack] = handler(env, remember)
+        return result
+
+    def _ack(
+        self,
+        doc_id: str | None,
+        status: Status,
+        reason: str | None = None,
+        detail: str = "",
+        *,
+        topic: str | None = None,
+        seen: tuple[str, float] | None = None,
+        settings: dict[str, str] | None = None,
+        extra: list[tuple[str, str, bytes, int]] | None = None,
+    ) -> Ack:
+        """Write an ack (with any state change it reports) to the outbox in one transaction."""
+        ack = Ack(
+            cmd=doc_id,
+            status=status,
+            reason=reason,
+            detail=detail[:500],
+            at=format_time(self.clock()),
+            topic=topic if doc_id is None else None,
+        )
+        dev_topic = self.topics.dev(self.config.device_id, "ack")
+        messages = [*(extra or []), ("ack", dev_topic, ack.payload(), 1)]
+        self.store.record(seen=seen, settings=settings, messages=messages, now=self.now_s())
+        return ack
+
+    def _event(self, severity: Literal["warning", "error"], code: str, detail: str) -> None:
+        event = Event(
+            at=format_time(self.clock()),
+            severity=severity,
+            code=code,
+            detail=self.redactor(detail)[:1000],
+        )
+        topic = self.topics.dev(self.config.device_id, "event")
+        self.store.enqueue("event", topic, event.payload(), 1, self.now_s())
+
+    # ------------------------------------------------------------------ commands
+
+    def cmd_ping(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        return [self._ack(env.id, Status.DONE, seen=seen)]
+
+    def cmd_volume_set(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        body: VolumeSetBody = env.body
+        log.info("volume set to %d%%", body.percent)
+        return [
+            self._ack(
+                env.id,
+                Status.DONE,
+                detail=f"volume {body.percent}%",
+                seen=seen,
+                settings={"volume": str(body.percent)},
+            )
+        ]
+
+    def cmd_logs_upload(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        body: LogsUploadBody = env.body
+        lines = tail(self.config.paths.log_path, body.lines or 200, self.redactor)
+        text = ("\n".join(lines) + "\n").encode("utf-8")
+        # Keep the reply inside what a broker normally accepts for one message.
+        text = text[-(1 << 20) :]
+        topic = self.topics.dev(self.config.device_id, f"logs/{env.id}")
+        return [
+            self._ack(
+                env.id,
+                Status.DONE,
+                detail=f"{len(lines)} lines",
+                seen=seen,
+                extra=[("logs", topic, text, 1)],
+            )
+        ]
+
+    def cmd_agent_restart(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        # "done" is acked by the new process (see _boot), once it is up.
+        ack = self._ack(
+            env.id,
+            Status.ACCEPTED,
+            detail="restarting",
+            seen=seen,
+            settings={"restart_ack": env.id},
+        )
+        self.exit_reason = "restart"
+        return [ack]
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def volume(self) -> int:
+        return int(self.store.get_setting("volume", str(DEFAULT_VOLUME)) or DEFAULT_VOLUME)
+
+    def status(self) -> DeviceStatus:
+        cache = self.config.paths.cache_dir
+        try:
+            disk_free = shutil.disk_usage(cache if cache.exists() else cache.parent).free
+        except OSError:
+            disk_free = 0
+        connected = self.link.connected if self.link is not None else False
+        return DeviceStatus(
+            at=format_time(self.clock()),
+            uptime_s=int(self.monotonic() - self.started),
+            programs=self.store.program_versions(),
+            volume=self.volume,
+            cache=_cache_usage(cache),
+            disk_free_bytes=disk_free,
+            temperature_c=_temperature(),
+            link=LinkStats(reconnects=self.reconnects(), connected=connected),
+            outbox=self.store.outbox_size(),
+        )
+
+    def publish_status(self) -> None:
+        if self.link is None or not self.link.connected:
+            return
+        topic = self.topics.dev(self.config.device_id, "status")
+        self.link.publish(topic, self.status().payload(), qos=0, retain=True)
+
+    def housekeeping(self) -> None:
+        dropped = self.store.forget_seen_before(self.now_s())
+        if dropped:
+            log.info("forgot %d expired document ids", dropped)
+
+    # ------------------------------------------------------------------ control socket
+
+    def on_request(self, req: Request) -> None:
+        try:
+            answer = self._answer(req)
+        except Exception as exc:  # a bad request must not stop the director
+            log.exception("control request %s failed", req.action)
+            answer = {"ok": False, "error": str(exc)}
+        with contextlib.suppress(queue.Full):
+            req.reply.put_nowait(answer)
+
+    def _answer(self, req: Request) -> dict[str, Any]:
+        if req.action == "status":
+            return {
+                "ok": True,
+                "status": self.status().model_dump(mode="json"),
+                "device": self.config.device_id,
+                "agent_version": __version__,
+            }
+        if req.action == "logs":
+            lines = int(req.args.get("lines", 100))
+            return {"ok": True, "lines": tail(self.config.paths.log_path, lines, self.redactor)}
+        if req.action == "inject":
+            # A signed document brought by a technician (e.g. on a USB stick when the link is
+            # down): it passes exactly the same checks, as if it came on its target's topic.
+            doc = str(req.args.get("document", ""))
+            topic = self._topic_for(doc)
+            acks = self.on_message(topic, doc.encode("utf-8"))
+            return {"ok": True, "acks": [a.model_dump(mode="json") for a in acks]}
+        return {"ok": False, "error": f"unknown action {req.action!r}"}
+
+    def _topic_for(self, doc: str) -> str:
+        try:
+            data = json.loads(doc)
+            target, leaf = (
+                str(data["target"]),
+                "program" if data.get("type") == "program" else "cmd",
+            )
+            return self.topics.for_target(target, leaf)
+        except (ValueError, KeyError, TypeError):
+            return self.topics.dev(self.config.device_id, "cmd")
+
+    # ------------------------------------------------------------------ reload
+
+    def reload(self, path: Path) -> None:
+        """Re-read the configuration; apply what can change without a restart, name the rest."""
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            return
+        fixed = [
+            k
+            for k in ("device_id", "groups", "mqtt", "paths", "max_payload_bytes")
+            if getattr(new, k) != getattr(self.config, k)
+        ]
+        if fixed:
+            log.warning("reload: %s changed; restart the agent to apply", ", ".join(fixed))
+        self.verifier.set_keys({k: public_key_from_b64(v) for k, v in new.trust.keys.items()})
+        logging.getLogger().setLevel(new.log.level)
+        self.config = self.config.model_copy(update={"trust": new.trust, "log": new.log})
+        log.info("reloaded: %d trusted keys, log level %s", len(new.trust.keys), new.log.level)
+
+
+def _cache_usage(root: Path) -> CacheUsage:
+    total = items = 0
+    if root.is_dir():
+        for path in root.rglob("*"):
+            if path.is_file():
+                items += 1
+                total += path.stat().st_size
+    return CacheUsage(bytes=total, items=items)
+
+
+def _temperature() -> int | None:
+    try:
+        raw = Path("/sys/class/thermal/thermal_zone0/temp").read_text().strip()
+        return round(int(raw) / 1000)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,288 @@
+"""The MQTT link: the only module that imports paho-mqtt.
+
+One thread owns the paho client: it connects, runs the network loop and reconnects with
+jittered exponential backoff. Callbacks only hand events to a ``LinkHandler``, which must not
+block (the agent's director puts them on its queue). Publishing is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes with which a broker says it does not speak MQTT 5 (v5 code 132, v3 code 1).
+_UNSUPPORTED_PROTOCOL = {132, 1}
+
+
+class LinkError(Exception):
+    """The link could not be set up (bad TLS files, for example)."""
+
+
+@dataclass(frozen=True)
+class Will:
+    """A message the broker keeps (last will) or the link publishes on each connect (birth)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Everything needed to reach the broker."""
+
+    host: str
+    port: int
+    client_id: str
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    protocol: str = "auto"  # "auto" (5, falling back to 3.1.1), "5" or "3.1.1"
+    keepalive_s: int = 60
+    persistent: bool = True
+    session_expiry_s: int = 7 * 86400
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    will: Will | None = None
+    birth: Will | None = None
+    subscriptions: Sequence[str] = field(default_factory=tuple)
+    manual_ack: bool = False
+
+
+class LinkHandler:
+    """Receives link events. Every method runs on the network thread and must not block."""
+
+    def link_up(self, session_present: bool) -> None:
+        """Connected (and subscribed)."""
+
+    def link_down(self, reason: str) -> None:
+        """Disconnected; the link reconnects by itself."""
+
+    def link_reset(self) -> None:
+        """A new client replaced the old one: messages handed to the old one were dropped."""
+
+    def message(
+        self, topic: str, payload: bytes, token: tuple[int, int] | None, retained: bool
+    ) -> None:
+        """A message arrived. With ``manual_ack``, pass ``token`` to ``MqttLink.ack`` when done."""
+
+    def delivered(self, mid: int, ok: bool, detail: str) -> None:
+        """The broker acknowledged publication ``mid`` (``ok`` False: it refused it)."""
+
+
+def backoff_delays(minimum: float, maximum: float, rng: random.Random) -> Any:
+    """Yield reconnect delays: exponential, capped, with full jitter over the upper half."""
+    attempt = 0
+    while True:
+        ceiling = min(maximum, minimum * (2**attempt))
+        yield rng.uniform(ceiling / 2, ceiling)
+        attempt = min(attempt + 1, 32)
+
+
+class MqttLink:
+    """A standard MQTT client with its own reconnect loop."""
+
+    def __init__(self, settings: LinkSettings, handler: LinkHandler) -> None:
+        self.settings = settings
+        self.handler = handler
+        self._connects = 0
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._v5 = settings.protocol in ("auto", "5")
+        self._refused_v5 = False
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self._connects - 1)
+
+    @property
+    def protocol_name(self) -> str:
+        return "5" if self._v5 else "3.1.1"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+        """Hand a message to the client; return its message id (0 for QoS 0)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise LinkError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
+        return int(info.mid)
+
+    def ack(self, token: tuple[int, int] | None) -> None:
+        """Acknowledge an inbound QoS 1 message after it has been handled durably."""
+        if token is not None and token[1] > 0:
+            self._client.ack(token[0], token[1])
+
+    def stop(self, offline: Will | None = None, timeout: float = 5.0) -> None:
+        """Publish ``offline`` (if connected), disconnect cleanly and end the thread."""
+        if offline is not None and self.connected:
+            info = self._client.publish(offline.topic, offline.payload, offline.qos, offline.retain)
+            try:
+                info.wait_for_publish(timeout=min(timeout, 3.0))
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline state not published: %s", exc)
+        self._stopping.set()
+        try:
+            self._client.disconnect()
+        except Exception:
+            log.debug("disconnect failed", exc_info=True)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("mqtt-link thread did not end within %.1f s", timeout)
+
+    # ------------------------------------------------------------------ client
+
+    def _make_client(self) -> paho.Client:
+        s = self.settings
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self._v5 else not s.persistent,
+            manual_ack=s.manual_ack,
+        )
+        # The agent keeps its own outbox; paho's queue only holds what was handed to it.
+        client.max_inflight_messages_set(64)
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            try:
+                client.tls_set(
+                    ca_certs=str(s.ca_file) if s.ca_file else None,
+                    certfile=str(s.cert_file) if s.cert_file else None,
+                    keyfile=str(s.key_file) if s.key_file else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise LinkError(f"TLS setup failed: {exc}") from exc
+        if s.will is not None:
+            client.will_set(s.will.topic, s.will.payload, s.will.qos, s.will.retain)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    def _connect_async(self) -> None:
+        # Records where and how to connect; the loop thread's reconnect() does the connecting.
+        s = self.settings
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            if s.persistent:
+                props.SessionExpiryInterval = s.session_expiry_s
+            self._client.connect_async(
+                s.host, s.port, s.keepalive_s, clean_start=not s.persistent, properties=props
+            )
+        else:
+            self._client.connect_async(s.host, s.port, s.keepalive_s)
+
+    def _run(self) -> None:
+        rng = random.Random()
+        delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng)
+        self._connect_async()
+        while not self._stopping.is_set():
+            connects_before = self._connects
+            try:
+                self._client.reconnect()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                log.info(
+                    "broker %s:%d unreachable: %s", self.settings.host, self.settings.port, exc
+                )
+                self._stopping.wait(next(delays))
+                continue
+            while not self._stopping.is_set():
+                if self._client.loop(timeout=1.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+            if self._stopping.is_set():
+                self._client.loop(timeout=0.2)  # let the DISCONNECT go out
+                break
+            if self._refused_v5 and self.settings.protocol == "auto" and self._v5:
+                log.warning("broker refused MQTT 5; falling back to MQTT 3.1.1")
+                self._v5 = False
+                self._client = self._make_client()
+                self._connect_async()
+                self.handler.link_reset()
+                continue
+            if self._connects > connects_before:
+                # The connection worked: start the backoff from the bottom again.
+                delays = backoff_delays(
+                    self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng
+                )
+            self._stopping.wait(next(delays))
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_connect(
+        self, client: paho.Client, _userdata: Any, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            code = int(reason.value)
+            self._refused_v5 = self._v5 and code in _UNSUPPORTED_PROTOCOL
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._connects += 1
+        s = self.settings
+        if s.subscriptions:
+            if self._v5:
+                # Retained programs are sent again only when a subscription is new.
+                opts = SubscribeOptions(
+                    qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+                )
+                client.subscribe([(t, opts) for t in s.subscriptions])
+            else:
+                client.subscribe([(t, 1) for t in s.subscriptions])
+        if s.birth is not None:
+            client.publish(s.birth.topic, s.birth.payload, s.birth.qos, s.birth.retain)
+        self._connected.set()
+        self.handler.link_up(bool(getattr(flags, "session_present", False)))
+
+    def _on_disconnect(
+        self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.handler.link_down(str(reason))
+
+    def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        token = (int(msg.mid), int(msg.qos)) if self.settings.manual_ack else None
+        self.handler.message(msg.topic, bytes(msg.payload), token, bool(msg.retain))
+
+    def _on_publish(
+        self, _client: paho.Client, _userdata: Any, mid: int, reason: Any, _props: Any
+    ) -> None:
+        ok = not getattr(reason, "is_failure", False)
+        self.handler.delivered(int(mid), ok, "" if ok else str(reason))

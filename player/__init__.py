@@ -1,0 +1,1 @@
+"""Players for the ward screen and loudspeakers, and Vietnamese text handling."""
