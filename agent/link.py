@@ -11,6 +11,7 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ class MqttLink:
         self.handler = handler
         self._connects = 0
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._v5 = settings.protocol in ("auto", "5")
@@ -130,7 +132,13 @@ class MqttLink:
         self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        """Wait until connected and, when there are subscriptions, until the broker granted them."""
+        deadline = time.monotonic() + timeout
+        if not self._connected.wait(timeout):
+            return False
+        if self.settings.subscriptions:
+            return self._subscribed.wait(max(0.0, deadline - time.monotonic()))
+        return True
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Hand a message to the client; return its message id (0 for QoS 0)."""
@@ -194,6 +202,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect_async(self) -> None:
@@ -274,6 +283,7 @@ class MqttLink:
     ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._subscribed.clear()
         if was:
             self.handler.link_down(str(reason))
 
@@ -286,3 +296,11 @@ class MqttLink:
     ) -> None:
         ok = not getattr(reason, "is_failure", False)
         self.handler.delivered(int(mid), ok, "" if ok else str(reason))
+
+    def _on_subscribe(
+        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+        self._subscribed.set()

@@ -1,0 +1,471 @@
+"""The operators' control plane (``scripts/ttcs-control``): keys, provisioning, signed commands,
+programs, the fleet table and a live watch. Built on the agent's own protocol, signing and link
+modules, so the server and the devices cannot disagree about the wire format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import secrets
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from agent.config import IDENT_RE, MqttConfig
+from agent.link import LinkHandler, LinkSettings, MqttLink
+from agent.protocol import BODY_MODELS, COMMAND_TYPES, TARGET_RE, Topics, format_time
+from agent.signing import (
+    private_key_from_b64,
+    private_key_to_b64,
+    public_key_to_b64,
+    sign,
+)
+
+FINAL = {"done", "failed", "rejected", "duplicate"}
+
+
+class ControlError(Exception):
+    """A mistake in what the operator asked for; the message says what to fix."""
+
+
+# --------------------------------------------------------------------------- keys and documents
+
+
+class SigningKey:
+    """A key id and its Ed25519 private key, kept in a JSON file readable by its owner only."""
+
+    def __init__(self, kid: str, key: Ed25519PrivateKey) -> None:
+        self.kid = kid
+        self.key = key
+
+    @property
+    def public_b64(self) -> str:
+        return public_key_to_b64(self.key.public_key())
+
+    @classmethod
+    def generate(cls, kid: str) -> SigningKey:
+        return cls(kid, Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(str(data["kid"]), private_key_from_b64(str(data["private_key"])))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ControlError(f"cannot load signing key {path}: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "kid": self.kid,
+            "private_key": private_key_to_b64(self.key),
+            "public_key": self.public_b64,
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+
+
+def new_id() -> str:
+    """A unique document id (time-ordered prefix, random suffix)."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def make_document(
+    key: SigningKey,
+    doc_type: str,
+    target: str,
+    body: dict[str, Any],
+    ttl_s: int | None = 3600,
+    now: datetime | None = None,
+    doc_id: str | None = None,
+) -> dict[str, Any]:
+    """Build, check and sign a command or program envelope."""
+    if doc_type not in BODY_MODELS:
+        raise ControlError(f"unknown type {doc_type!r}; one of: {', '.join(BODY_MODELS)}")
+    if not TARGET_RE.match(target):
+        raise ControlError(f"bad target {target!r}: use dev:DEVICE or grp:GROUP")
+    try:
+        BODY_MODELS[doc_type].model_validate(body)
+    except ValidationError as exc:
+        raise ControlError(
+            f"invalid {doc_type} body: {exc.errors()[0]['msg']} "
+            f"at {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+        ) from None
+    now = now or datetime.now(UTC)
+    doc: dict[str, Any] = {
+        "v": 1,
+        "id": doc_id or new_id(),
+        "type": doc_type,
+        "target": target,
+        "issued_at": format_time(now),
+        "body": body,
+        "kid": key.kid,
+    }
+    if ttl_s is not None:
+        doc["expires_at"] = format_time(now + timedelta(seconds=ttl_s))
+    return sign(doc, key.key)
+
+
+def device_config(
+    device: str,
+    groups: list[str],
+    broker: str,
+    key: SigningKey,
+    prefix: str,
+    state_dir: str,
+    cache_dir: str,
+) -> str:
+    """A device's TOML configuration holding the control plane's public key."""
+    if not IDENT_RE.match(device):
+        raise ControlError(f"bad device id {device!r}")
+    group_list = ", ".join(json.dumps(g) for g in groups)
+    return f"""# ttcs-agent configuration for {device}, written by `ttcs-control provision`.
+# Every key is described in config/agent.example.toml.
+device_id = "{device}"
+groups = [{group_list}]
+timezone = "Asia/Ho_Chi_Minh"
+
+[mqtt]
+url = "{broker}"
+topic_prefix = "{prefix}"
+
+[trust.keys]
+{key.kid} = "{key.public_b64}"
+
+[paths]
+state_dir = "{state_dir}"
+cache_dir = "{cache_dir}"
+"""
+
+
+# --------------------------------------------------------------------------- MQTT session
+
+
+class _Collector(LinkHandler):
+    def __init__(self) -> None:
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+
+    def message(self, topic: str, payload: bytes, token: Any, retained: bool) -> None:
+        self.messages.put((topic, payload))
+
+
+class Session:
+    """A short-lived MQTT session of the control plane."""
+
+    def __init__(self, args: argparse.Namespace, subscriptions: list[str]) -> None:
+        try:
+            mqtt = MqttConfig(
+                url=args.broker,
+                ca_file=args.ca_file,
+                cert_file=args.cert_file,
+                key_file=args.key_file,
+                username=args.username,
+                topic_prefix=args.prefix,
+            )
+        except ValidationError as exc:
+            raise ControlError(f"bad broker settings: {exc.errors()[0]['msg']}") from None
+        self.collector = _Collector()
+        settings = LinkSettings(
+            host=mqtt.host,
+            port=mqtt.port,
+            client_id=f"ttcs-control-{uuid.uuid4().hex[:12]}",
+            tls=mqtt.tls,
+            ca_file=mqtt.ca_file,
+            cert_file=mqtt.cert_file,
+            key_file=mqtt.key_file,
+            username=args.username,
+            password=os.environ.get("TTCS_PASSWORD"),
+            persistent=False,
+            subscriptions=subscriptions,
+            reconnect_max_s=5.0,
+        )
+        self.link = MqttLink(settings, self.collector)
+
+    def __enter__(self) -> Session:
+        self.link.start()
+        if not self.link.wait_connected(10.0):
+            self.link.stop()
+            raise ControlError(
+                f"cannot reach the broker at {self.link.settings.host}:{self.link.settings.port}"
+            )
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.link.stop()
+
+    def next(self, timeout: float) -> tuple[str, bytes] | None:
+        try:
+            return self.collector.messages.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    key = SigningKey.generate(args.kid)
+    try:
+        key.save(args.out)
+    except FileExistsError:
+        raise ControlError(f"{args.out} exists; refusing to overwrite a signing key") from None
+    print(f"wrote {args.out} (kid {args.kid}); public key for [trust.keys]:")
+    print(f'{args.kid} = "{key.public_b64}"')
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    key = SigningKey.load(args.key)
+    text = device_config(
+        args.device, args.group, args.broker, key, args.prefix, args.state_dir, args.cache_dir
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if args.body_file:
+        body = json.loads(Path(args.body_file).read_text(encoding="utf-8"))
+    elif args.body:
+        body = json.loads(args.body)
+    if not isinstance(body, dict):
+        raise ControlError("the body must be a JSON object")
+    return body
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    key = SigningKey.load(args.key)
+    try:
+        body = _body(args)
+    except (OSError, ValueError) as exc:
+        raise ControlError(f"cannot read the body: {exc}") from None
+    doc = make_document(key, args.type, args.target, body, ttl_s=args.ttl)
+    topics = Topics(args.prefix)
+    payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    expect = (
+        args.expect if args.expect is not None else (1 if args.target.startswith("dev:") else 0)
+    )
+    with Session(args, [topics.dev("+", "ack")]) as session:
+        session.link.publish(topics.for_target(args.target, "cmd"), payload, qos=1)
+        print(f"sent {args.type} {doc['id']} to {args.target}", file=sys.stderr)
+        return _await_acks(session, doc["id"], args.wait, expect)
+
+
+def _await_acks(session: Session, doc_id: str, wait_s: float, expect: int) -> int:
+    deadline = time.monotonic() + wait_s
+    finals: dict[str, str] = {}
+    while time.monotonic() < deadline and (expect == 0 or len(finals) < expect):
+        item = session.next(deadline - time.monotonic())
+        if item is None:
+            break
+        topic, payload = item
+        try:
+            ack = json.loads(payload)
+        except ValueError:
+            continue
+        if not isinstance(ack, dict) or ack.get("cmd") != doc_id:
+            continue
+        device = topic.split("/")[-2]
+        print(
+            f"{device:<24} {ack.get('status'):<10} {ack.get('reason') or '':<16} "
+            f"{ack.get('detail', '')}"
+        )
+        sys.stdout.flush()
+        if ack.get("status") in FINAL:
+            finals[device] = str(ack["status"])
+    if not finals:
+        print("no final ack before the timeout", file=sys.stderr)
+        return 4
+    if expect and len(finals) < expect:
+        print(f"only {len(finals)} of {expect} devices answered", file=sys.stderr)
+        return 4
+    return 0 if all(s == "done" for s in finals.values()) else 1
+
+
+def cmd_program_push(args: argparse.Namespace) -> int:
+    key = SigningKey.load(args.key)
+    try:
+        body = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ControlError(f"cannot read {args.file}: {exc}") from None
+    if args.version is not None:
+        body["version"] = args.version
+    doc = make_document(key, "program", args.target, body, ttl_s=args.ttl)
+    topics = Topics(args.prefix)
+    payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    with Session(args, [topics.dev("+", "ack")]) as session:
+        session.link.publish(topics.for_target(args.target, "program"), payload, 1, retain=True)
+        print(
+            f"pushed program v{body.get('version')} {doc['id']} to {args.target}", file=sys.stderr
+        )
+        expect = 1 if args.target.startswith("dev:") else 0
+        return _await_acks(session, doc["id"], args.wait, expect) if args.wait else 0
+
+
+def collect_fleet(args: argparse.Namespace, settle_s: float = 1.5) -> dict[str, dict[str, Any]]:
+    """Read the retained state and status of every device."""
+    topics = Topics(args.prefix)
+    fleet: dict[str, dict[str, Any]] = {}
+    with Session(args, [topics.dev("+", "state"), topics.dev("+", "status")]) as session:
+        deadline = time.monotonic() + settle_s
+        while (item := session.next(deadline - time.monotonic())) is not None:
+            topic, payload = item
+            parts = topic.split("/")
+            try:
+                fleet.setdefault(parts[-2], {})[parts[-1]] = json.loads(payload)
+            except ValueError:
+                continue
+    return fleet
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    fleet = collect_fleet(args)
+    if args.json:
+        print(json.dumps(fleet, ensure_ascii=False, indent=2))
+        return 0
+    header = ("DEVICE", "ONLINE", "LAST SEEN", "PROGRAMS", "SCREEN", "SPEAKER", "VOL", "OUTBOX")
+    rows = [header]
+    for device in sorted(fleet):
+        state, status = fleet[device].get("state", {}), fleet[device].get("status", {})
+        programs = status.get("programs") or {}
+        now = status.get("now") or {}
+        rows.append(
+            (
+                device,
+                "yes" if state.get("online") else "NO",
+                str(status.get("at") or state.get("since") or "—"),
+                ",".join(f"v{v}" for v in programs.values()) or "—",
+                str(now.get("screen") or "—"),
+                str(now.get("speaker") or "—"),
+                str(status.get("volume", "—")),
+                str(status.get("outbox", "—")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if len(rows) == 1:
+        print("(no device has reported yet)", file=sys.stderr)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    topics = Topics(args.prefix)
+    subs = [topics.dev("+", leaf) for leaf in ("ack", "event", "playlog")]
+    deadline = time.monotonic() + args.duration if args.duration else None
+    with Session(args, subs) as session:
+        while deadline is None or time.monotonic() < deadline:
+            item = session.next(1.0 if deadline is None else min(1.0, deadline - time.monotonic()))
+            if item is None:
+                continue
+            topic, payload = item
+            parts = topic.split("/")
+            text = payload.decode("utf-8", errors="replace")
+            print(f"{datetime.now(UTC):%H:%M:%S} {parts[-2]:<24} {parts[-1]:<8} {text}")
+            sys.stdout.flush()
+    return 0
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="ttcs-control",
+        description="Control plane for ward screens and loudspeakers: sign and send.",
+    )
+    conn = argparse.ArgumentParser(add_help=False)
+    conn.add_argument(
+        "--broker",
+        default=env("TTCS_BROKER", "mqtt://127.0.0.1:1883"),
+        help="broker URL (env TTCS_BROKER)",
+    )
+    conn.add_argument("--ca-file", type=Path, default=env("TTCS_CA_FILE"))
+    conn.add_argument("--cert-file", type=Path, default=env("TTCS_CERT_FILE"))
+    conn.add_argument("--key-file", type=Path, default=env("TTCS_KEY_FILE"))
+    conn.add_argument(
+        "--username",
+        default=env("TTCS_USERNAME"),
+        help="broker user; the password is read from env TTCS_PASSWORD",
+    )
+    conn.add_argument("--prefix", default=env("TTCS_PREFIX", "ttcs/v1"), help="topic prefix")
+    signer = argparse.ArgumentParser(add_help=False)
+    signer.add_argument(
+        "--key",
+        type=Path,
+        default=Path(env("TTCS_SIGNING_KEY", "control.key")),
+        help="signing key file from keygen (env TTCS_SIGNING_KEY)",
+    )
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("keygen", help="create an Ed25519 signing key")
+    p.add_argument("--kid", required=True, help="key id, e.g. hcm-2026")
+    p.add_argument("--out", type=Path, required=True, help="where to write the private key")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("provision", parents=[conn, signer], help="write a device configuration")
+    p.add_argument("device", help="device id, e.g. q10-p12-bang-01")
+    p.add_argument("--group", action="append", default=[], help="a group (repeatable)")
+    p.add_argument("--state-dir", default="/var/lib/ttcs")
+    p.add_argument("--cache-dir", default="/var/cache/ttcs")
+    p.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("send", parents=[conn, signer], help="send a signed command, await acks")
+    p.add_argument("target", help="dev:DEVICE or grp:GROUP")
+    p.add_argument("type", choices=COMMAND_TYPES)
+    p.add_argument("--body", help="the body as JSON (default {})")
+    p.add_argument("--body-file", help="read the body from a JSON file")
+    p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for acks")
+    p.add_argument("--expect", type=int, help="final acks to wait for (default 1 for dev:)")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("program", help="programs")
+    psub = p.add_subparsers(dest="program_command", required=True, metavar="ACTION")
+    p = psub.add_parser("push", parents=[conn, signer], help="sign and publish a program")
+    p.add_argument("file", help="program body as JSON ({version, bulletins, ticker, ...})")
+    p.add_argument("--to", dest="target", required=True, help="dev:DEVICE or grp:GROUP")
+    p.add_argument("--version", type=int, help="override the body's version")
+    p.add_argument("--ttl", type=int, default=None, help="seconds until it expires (optional)")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the ack")
+    p.set_defaults(func=cmd_program_push)
+
+    p = sub.add_parser("fleet", parents=[conn], help="a table of every device's state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fleet)
+
+    p = sub.add_parser("watch", parents=[conn], help="print acks, events and playlogs")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds")
+    p.set_defaults(func=cmd_watch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ControlError as exc:
+        print(f"ttcs-control: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
