@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from agent import __version__
 from agent.config import AgentConfig, ConfigError, load_config
@@ -47,6 +47,12 @@ DEFAULT_VOLUME = 70
 PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
+
+
+class LinkPort(Publisher, Protocol):
+    """What the director needs of the MQTT link."""
+
+    def ack(self, token: Any) -> None: ...
 
 
 class RateLimiter:
@@ -100,7 +106,7 @@ class Director:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.started = monotonic()
         self.limiter = RateLimiter(rate=1.0, burst=10, clock=monotonic)
-        self.link: Publisher | None = None
+        self.link: LinkPort | None = None
         self.courier: Courier | None = None
         self.reconnects: Callable[[], int] = lambda: 0
         self.exit_reason: str | None = None
@@ -108,7 +114,7 @@ class Director:
 
     # ------------------------------------------------------------------ wiring
 
-    def attach(self, link: Publisher, reconnects: Callable[[], int]) -> None:
+    def attach(self, link: LinkPort, reconnects: Callable[[], int]) -> None:
         self.link = link
         self.courier = Courier(self.store, link)
         self.reconnects = reconnects
@@ -169,9 +175,13 @@ class Director:
         """Handle one event (also called directly by tests)."""
         if kind == "message":
             topic, body, token, retained = payload
-            self.on_message(topic, body, retained)
-            if self.link is not None and hasattr(self.link, "ack"):
-                self.link.ack(token)
+            try:
+                self.on_message(topic, body, retained)
+            finally:
+                # PUBACK only now that the outcome is durable; also after a failure, so that
+                # one poisonous message is not redelivered forever.
+                if self.link is not None:
+                    self.link.ack(token)
         elif kind == "delivered" and self.courier is not None:
             self.courier.delivered(*payload)
         elif kind == "link_up":

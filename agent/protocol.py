@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -321,7 +322,11 @@ class Envelope(_Doc):
         body = data.get("body")
         if not isinstance(body, dict):
             raise ValueError("body: must be an object")
-        return {**data, "body": BODY_MODELS[kind].model_validate(body)}
+        try:
+            typed = BODY_MODELS[kind].model_validate(body)
+        except ValidationError as exc:
+            raise ValueError(f"body.{describe_error(exc)}") from None
+        return {**data, "body": typed}
 
     @property
     def is_program(self) -> bool:
@@ -433,6 +438,14 @@ class Event(BaseModel):
 
     def payload(self) -> bytes:
         return to_json(self.model_dump(mode="json"))
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first validation error as ``field.path: message``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
 
 
 def to_json(data: Any) -> bytes:

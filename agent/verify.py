@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from agent.protocol import DOC_ID_RE, Envelope, ProgramBody, Topics, parse_time
+from agent.protocol import DOC_ID_RE, Envelope, ProgramBody, Topics, describe_error, parse_time
 from agent.signing import signature_valid
 
 FUTURE_SKEW = timedelta(seconds=300)
@@ -61,13 +61,6 @@ def _find_float(value: Any, path: str = "") -> str | None:
             if found:
                 return found
     return None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
 
 
 def _reject_constant(value: str) -> Any:
@@ -130,7 +123,7 @@ class Verifier:
         try:
             env = Envelope.model_validate(doc)
         except ValidationError as exc:
-            return Rejection("invalid", _first_error(exc), doc_id)
+            return Rejection("invalid", describe_error(exc), doc_id)
         # 7. target and topic
         arrived = self.topics.parse_inbound(topic)
         leaf = "program" if env.is_program else "cmd"
