@@ -20,13 +20,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Edge agent for ward screens and loudspeakers (thông tin cơ sở).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    config_help = f"configuration file (default: $TTCS_CONFIG or {DEFAULT_CONFIG_PATH})"
+    default_config = Path(os.environ.get("TTCS_CONFIG", str(DEFAULT_CONFIG_PATH)))
+    parser.add_argument("--config", type=Path, default=default_config, help=config_help)
+    # Also accepted after any sub-command; SUPPRESS keeps a sub-parser from resetting a value
+    # given earlier on the command line (`ttcs-agent config --config X check`).
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        type=Path,
-        default=Path(os.environ.get("TTCS_CONFIG", str(DEFAULT_CONFIG_PATH))),
-        help=f"configuration file (default: $TTCS_CONFIG or {DEFAULT_CONFIG_PATH})",
-    )
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the agent in the foreground")
     status = sub.add_parser("status", parents=[common], help="what the running agent is doing")
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.config}: OK (device {config.device_id}, "
                 f"{len(config.trust.keys)} trusted keys, broker {config.mqtt.url})"
             )
+            if not config.trust.keys:
+                print(
+                    "warning: [trust.keys] is empty: every command will be rejected",
+                    file=sys.stderr,
+                )
             return 0
         if args.command == "status":
             return _status(config, args.json)

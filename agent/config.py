@@ -21,6 +21,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -79,10 +82,16 @@ class MqttConfig(_Section):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     # 3G/4G carrier NATs drop idle TCP flows after a few minutes; 60 s keeps the mapping alive
     # while costing only a few bytes a minute.
-    keepalive_s: int = Field(default=60, ge=10, le=1200)
-    session_expiry_s: int = Field(default=7 * 86400, ge=86400)
-    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(default=60.0, ge=1, le=3600)
+    keepalive_s: StrictInt = Field(default=60, ge=10, le=1200)
+    session_expiry_s: StrictInt = Field(default=7 * 86400, ge=86400)
+    reconnect_min_s: StrictFloat = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: StrictFloat = Field(default=60.0, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> MqttConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s: must not exceed reconnect_max_s")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -149,16 +158,16 @@ class PathsConfig(_Section):
 class ScreenConfig(_Section):
     """The public screen."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     driver: Literal["window", "headless"] = "headless"
-    width: int = Field(default=1920, ge=16, le=7680)
-    height: int = Field(default=1080, ge=16, le=4320)
+    width: StrictInt = Field(default=1920, ge=16, le=7680)
+    height: StrictInt = Field(default=1080, ge=16, le=4320)
 
 
 class SpeakerConfig(_Section):
     """The loudspeaker output."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     output: str = "default"
 
     @field_validator("output")
@@ -188,8 +197,8 @@ class AgentConfig(_Section):
     device_id: Ident
     groups: tuple[Ident, ...] = ()
     timezone: Annotated[str, AfterValidator(_timezone)] = "Asia/Ho_Chi_Minh"
-    status_interval_s: int = Field(default=60, ge=5, le=86400)
-    max_payload_bytes: int = Field(default=262144, ge=1024, le=16 * 1024 * 1024)
+    status_interval_s: StrictInt = Field(default=60, ge=5, le=86400)
+    max_payload_bytes: StrictInt = Field(default=262144, ge=1024, le=16 * 1024 * 1024)
     mqtt: MqttConfig = MqttConfig()
     trust: TrustConfig = TrustConfig()
     paths: PathsConfig = PathsConfig()

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VOLUME = 70
 PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
+RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
 
 
@@ -168,8 +169,13 @@ class Director:
             self._ack(pending, Status.DONE, detail="agent restarted")
 
     def pump(self) -> None:
-        if self.courier is not None:
+        """Hand waiting outbox rows to the link; a failure leaves them queued for the next try."""
+        if self.courier is None:
+            return
+        try:
             self.courier.pump()
+        except Exception:
+            log.exception("handing the outbox to the link failed; it stays queued")
 
     def handle(self, kind: str, payload: Any) -> None:
         """Handle one event (also called directly by tests)."""
@@ -177,6 +183,7 @@ class Director:
             topic, body, token, retained = payload
             try:
                 self.on_message(topic, body, retained)
+                self.pump()  # the ack leaves before the PUBACK
             finally:
                 # PUBACK only now that the outcome is durable; also after a failure, so that
                 # one poisonous message is not redelivered forever.
@@ -200,24 +207,35 @@ class Director:
 
     # ------------------------------------------------------------------ documents
 
-    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> list[Ack]:
-        """Verify one inbound document and act on it; return the acks it produced."""
+    def on_message(
+        self, topic: str, payload: bytes, retained: bool = False, limited: bool = True
+    ) -> list[Ack]:
+        """Verify one inbound document and act on it; return the acks it produced.
+
+        ``limited`` False exempts a rejection from the rate limit (a technician's own request).
+        """
         result = self.verifier.verify(topic, payload)
         if isinstance(result, Rejection):
-            return self._refuse(topic, result, retained)
+            return self._refuse(topic, result, retained, limited)
         return self._execute(result)
 
-    def _refuse(self, topic: str, rej: Rejection, retained: bool) -> list[Ack]:
+    def report_suppressed(self) -> None:
+        """Tell the server how many rejection acks the rate limit dropped since the last report."""
+        if self.limiter.suppressed:
+            self._event("warning", "acks_suppressed", f"{self.limiter.suppressed} rejection acks")
+            self.limiter.suppressed = 0
+
+    def _refuse(self, topic: str, rej: Rejection, retained: bool, limited: bool) -> list[Ack]:
         if rej.reason == "duplicate" and retained:
             # A retained program delivered again on resubscription: already acknowledged.
             log.debug("retained %s on %s already handled", rej.doc_id, topic)
             return []
-        log.warning("rejected %s on %s: %s (%s)", rej.doc_id, topic, rej.reason, rej.detail)
-        if not self.limiter.allow():
+        if limited and not self.limiter.allow():
+            # A flood must not become a flood of acks, nor of log lines.
+            log.debug("rejected %s on %s: %s (ack suppressed)", rej.doc_id, topic, rej.reason)
             return []
-        if self.limiter.suppressed:
-            self._event("warning", "acks_suppressed", f"{self.limiter.suppressed} rejection acks")
-            self.limiter.suppressed = 0
+        log.warning("rejected %s on %s: %s (%s)", rej.doc_id, topic, rej.reason, rej.detail)
+        self.report_suppressed()
         status = Status.DUPLICATE if rej.reason == "duplicate" else Status.REJECTED
         ack = self._ack(rej.doc_id, status, rej.reason, rej.detail, topic=topic)
         if rej.reason in SECURITY_REASONS:
@@ -287,22 +305,24 @@ class Director:
     def cmd_volume_set(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         body: VolumeSetBody = env.body
         log.info("volume set to %d%%", body.percent)
-        return [
-            self._ack(
-                env.id,
-                Status.DONE,
-                detail=f"volume {body.percent}%",
-                seen=seen,
-                settings={"volume": str(body.percent)},
-            )
-        ]
+        ack = self._ack(
+            env.id,
+            Status.DONE,
+            detail=f"volume {body.percent}%",
+            seen=seen,
+            settings={"volume": str(body.percent)},
+        )
+        self.publish_status()  # the fleet sees the new volume now, not at the next interval
+        return [ack]
 
     def cmd_logs_upload(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         body: LogsUploadBody = env.body
         lines = tail(self.config.paths.log_path, body.lines or 200, self.redactor)
         text = ("\n".join(lines) + "\n").encode("utf-8")
-        # Keep the reply inside what a broker normally accepts for one message.
-        text = text[-(1 << 20) :]
+        limit = 1 << 20  # what a broker normally accepts for one message
+        if len(text) > limit:
+            # Drop whole lines from the start: a cut inside a line may split a UTF-8 character.
+            text = text[text.find(b"\n", len(text) - limit - 1) + 1 :]
         topic = self.topics.dev(self.config.device_id, f"logs/{env.id}")
         return [
             self._ack(
@@ -389,7 +409,7 @@ class Director:
             # down): it passes exactly the same checks, as if it came on its target's topic.
             doc = str(req.args.get("document", ""))
             topic = self._topic_for(doc)
-            acks = self.on_message(topic, doc.encode("utf-8"))
+            acks = self.on_message(topic, doc.encode("utf-8"), limited=False)
             return {"ok": True, "acks": [a.model_dump(mode="json") for a in acks]}
         return {"ok": False, "error": f"unknown action {req.action!r}"}
 
@@ -415,8 +435,8 @@ class Director:
             return
         fixed = [
             k
-            for k in ("device_id", "groups", "mqtt", "paths", "max_payload_bytes")
-            if getattr(new, k) != getattr(self.config, k)
+            for k in type(new).model_fields
+            if k not in RELOADABLE and getattr(new, k) != getattr(self.config, k)
         ]
         if fixed:
             log.warning("reload: %s changed; restart the agent to apply", ", ".join(fixed))

@@ -7,8 +7,10 @@ block (the agent's director puts them on its queue). Publishing is safe from any
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -105,12 +107,13 @@ class MqttLink:
         self.settings = settings
         self.handler = handler
         self._connects = 0
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
+        self._connected = threading.Event()  # connected and subscribed
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._v5 = settings.protocol in ("auto", "5")
         self._refused_v5 = False
+        self._session_present = False
+        self._socket_error: str | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ public
@@ -132,13 +135,8 @@ class MqttLink:
         self._thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        """Wait until connected and, when there are subscriptions, until the broker granted them."""
-        deadline = time.monotonic() + timeout
-        if not self._connected.wait(timeout):
-            return False
-        if self.settings.subscriptions:
-            return self._subscribed.wait(max(0.0, deadline - time.monotonic()))
-        return True
+        """Wait until connected and the broker has answered the subscriptions."""
+        return self._connected.wait(timeout)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Hand a message to the client; return its message id (0 for QoS 0)."""
@@ -203,6 +201,14 @@ class MqttLink:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
+        client.on_log = self._on_log
+        client.on_socket_open = _no_delay
+        # paho writes to the socket from whichever thread publishes, unless a loop thread of its
+        # own or an external event loop is registered. Two threads writing (or one reading, one
+        # writing) corrupt a TLS stream: the broker drops the client ("Protocol error") and a
+        # SUBSCRIBE can be lost. With a write callback registered, paho only queues and wakes
+        # our loop thread (through its socket pair), which then does all the writing.
+        client.on_socket_register_write = _written_by_loop_thread
         return client
 
     def _connect_async(self) -> None:
@@ -236,7 +242,12 @@ class MqttLink:
                 if self._client.loop(timeout=1.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             if self._stopping.is_set():
-                self._client.loop(timeout=0.2)  # let the DISCONNECT go out
+                # Let the DISCONNECT that stop() queues go out; once written, paho closes the
+                # socket and loop() stops returning success.
+                deadline = time.monotonic() + 1.0
+                while time.monotonic() < deadline:
+                    if self._client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
                 break
             if self._refused_v5 and self.settings.protocol == "auto" and self._v5:
                 log.warning("broker refused MQTT 5; falling back to MQTT 3.1.1")
@@ -263,29 +274,47 @@ class MqttLink:
             log.warning("broker refused the connection: %s", reason)
             return
         self._connects += 1
+        self._session_present = bool(getattr(flags, "session_present", False))
         s = self.settings
-        if s.subscriptions:
-            if self._v5:
-                # Retained programs are sent again only when a subscription is new.
-                opts = SubscribeOptions(
-                    qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
-                )
-                client.subscribe([(t, opts) for t in s.subscriptions])
-            else:
-                client.subscribe([(t, 1) for t in s.subscriptions])
-        if s.birth is not None:
-            client.publish(s.birth.topic, s.birth.payload, s.birth.qos, s.birth.retain)
+        if not s.subscriptions:
+            self._ready(client)
+        elif self._v5:
+            # Retained programs are sent again only when a subscription is new.
+            opts = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+            client.subscribe([(t, opts) for t in s.subscriptions])
+        else:
+            client.subscribe([(t, 1) for t in s.subscriptions])
+
+    def _ready(self, client: paho.Client) -> None:
+        # Online only once the subscriptions are granted: from the birth message on, a command
+        # sent to this device is delivered to it.
+        birth = self.settings.birth
+        if birth is not None:
+            client.publish(birth.topic, birth.payload, birth.qos, birth.retain)
         self._connected.set()
-        self.handler.link_up(bool(getattr(flags, "session_present", False)))
+        self.handler.link_up(self._session_present)
 
     def _on_disconnect(
         self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
         was = self._connected.is_set()
         self._connected.clear()
-        self._subscribed.clear()
+        error, self._socket_error = self._socket_error, None
         if was:
             self.handler.link_down(str(reason))
+        elif error and not self._stopping.is_set():
+            # Dropped before the CONNACK, e.g. a TLS 1.3 server refusing the client certificate
+            # after the handshake: without this line the link would retry in silence.
+            log.warning(
+                "broker %s:%d closed the connection before accepting it: %s",
+                self.settings.host,
+                self.settings.port,
+                error,
+            )
+
+    def _on_log(self, _client: paho.Client, _userdata: Any, level: int, message: str) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._socket_error = message
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         token = (int(msg.mid), int(msg.qos)) if self.settings.manual_ack else None
@@ -298,9 +327,20 @@ class MqttLink:
         self.handler.delivered(int(mid), ok, "" if ok else str(reason))
 
     def _on_subscribe(
-        self, _client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+        self, client: paho.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
     ) -> None:
         refused = [str(r) for r in reasons if getattr(r, "is_failure", False)]
         if refused:
-            log.error("broker refused subscriptions: %s", ", ".join(refused))
-        self._subscribed.set()
+            log.error("broker refused subscriptions (check its ACL): %s", ", ".join(refused))
+        self._ready(client)
+
+
+def _written_by_loop_thread(_client: paho.Client, _userdata: Any, _sock: Any) -> None:
+    """Nothing to do: the link's own thread selects for writing whenever paho has output."""
+
+
+def _no_delay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
+    # Acks and PUBACKs are tiny: with Nagle's algorithm on, an ack written right after a PUBACK
+    # waits for the broker's delayed TCP ACK (~40 ms on Linux).
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -15,6 +15,7 @@ _PATTERNS = [
     re.compile(r"(?i)\b(password|passwd|secret|token|private[_ ]key)(\s*[=:]\s*)(\S+)"),
     re.compile(r"(?i)(mqtts?://[^:/\s]+:)([^@\s]+)(@)"),
 ]
+_TRACEBACKS = logging.Formatter()
 
 
 class Redactor:
@@ -31,7 +32,7 @@ class Redactor:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the formatted message of every record."""
+    """A logging filter that redacts the formatted message, traceback and stack of every record."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
@@ -42,6 +43,14 @@ class RedactingFilter(logging.Filter):
         clean = self.redactor(message)
         if clean != message:
             record.msg, record.args = clean, None
+        # An exception's text (e.g. a URL with credentials) is formatted after the filters run;
+        # format it now so that the handler's formatter uses the redacted copy (exc_text).
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor(record.stack_info)
         return True
 
 

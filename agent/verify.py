@@ -8,6 +8,7 @@ Nothing here executes anything or changes any state.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,13 @@ from agent.protocol import DOC_ID_RE, Envelope, ProgramBody, Topics, describe_er
 from agent.signing import signature_valid
 
 FUTURE_SKEW = timedelta(seconds=300)
+# Documents of the protocol nest about 7 levels deep. A fixed limit keeps every later step
+# (canonical JSON for the signature, the float scan) far from Python's recursion limit, which a
+# crafted payload could otherwise hit after json.loads succeeded, whatever its signature.
+MAX_DEPTH = 32
+# JSON may escape a lone surrogate (\ud800); such a string is not Unicode text and has no
+# UTF-8 form, so it cannot be part of a signing input.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class History(Protocol):
@@ -63,6 +71,27 @@ def _find_float(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _not_text_json(value: Any) -> str | None:
+    """Why parsed JSON cannot be a document (too deep, not Unicode text), without recursing."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "a string holds a lone surrogate, which is not UTF-8 text"
+            continue
+        if isinstance(item, dict):
+            children: Iterable[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
 def _reject_constant(value: str) -> Any:
     raise ValueError(f"{value} is not valid JSON")
 
@@ -103,6 +132,9 @@ class Verifier:
             return Rejection("malformed", f"not UTF-8 JSON: {exc}"[:200], None)
         if not isinstance(doc, dict):
             return Rejection("malformed", "not a JSON object", None)
+        problem = _not_text_json(doc)
+        if problem:
+            return Rejection("malformed", problem, None)
         raw_id = doc.get("id")
         doc_id = raw_id if isinstance(raw_id, str) and DOC_ID_RE.match(raw_id) else None
         # 3. version
