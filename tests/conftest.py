@@ -38,6 +38,6 @@ def device(tmp_path: Path, broker: Broker, signing_key: SigningKey) -> Device:
 
 @pytest.fixture
 def agent(device: Device) -> Iterator[AgentProcess]:
-    proc = AgentProcess(device).start()
+    proc = AgentProcess(device).start(wait_online=True)
     yield proc
     proc.stop()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.control import request
 from agent.controlplane import SigningKey, make_document
 from agent.link import LinkHandler, LinkSettings, MqttLink
 from agent.protocol import Topics
@@ -101,9 +102,16 @@ class Device:
 
 
 def provision(
-    tmp: Path, broker: Broker, key: SigningKey, device_id: str = "q10-p12-bang-01",
-    groups: tuple[str, ...] = ("q10-p12", "q10"), extra: str = "",
+    tmp: Path,
+    broker: Broker,
+    key: SigningKey,
+    device_id: str = "q10-p12-bang-01",
+    groups: tuple[str, ...] = ("q10-p12", "q10"),
+    extra: str = "",
+    mqtt_url: str | None = None,
+    mqtt_extra: str = "",
 ) -> Device:
+    """Write a device's config; ``mqtt_url``/``mqtt_extra`` override or add ``[mqtt]`` keys."""
     base = tmp / device_id
     state, cache = base / "state", base / "cache"
     config = base / "agent.toml"
@@ -111,11 +119,11 @@ def provision(
     group_list = ", ".join(json.dumps(g) for g in groups)
     config.write_text(
         f'device_id = "{device_id}"\ngroups = [{group_list}]\nstatus_interval_s = 5\n{extra}\n'
-        f'[mqtt]\nurl = "{broker.url}"\nkeepalive_s = 10\nreconnect_min_s = 0.2\n'
-        f"reconnect_max_s = 1.0\n"
+        f'[mqtt]\nurl = "{mqtt_url or broker.url}"\nkeepalive_s = 10\nreconnect_min_s = 0.2\n'
+        f"reconnect_max_s = 1.0\n{mqtt_extra}\n"
         f'[trust.keys]\n{key.kid} = "{key.public_b64}"\n'
         f'[paths]\nstate_dir = "{state}"\ncache_dir = "{cache}"\n'
-        f'[screen]\nenabled = false\n[speaker]\nenabled = false\n'
+        f"[screen]\nenabled = false\n[speaker]\nenabled = false\n"
     )
     return Device(device_id, list(groups), config, state, cache)
 
@@ -128,15 +136,25 @@ class AgentProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.output = device.state_dir.parent / "agent.out"
 
-    def start(self, wait_socket: bool = True) -> AgentProcess:
+    def start(self, wait_socket: bool = True, wait_online: bool = False) -> AgentProcess:
+        """Start the agent; wait for its control socket and, with ``wait_online``, until it is
+        subscribed (it reports ``link.connected`` only once the broker granted its topics)."""
         self.device.state_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "--config", str(self.device.config)],
-            stdout=self.output.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=self.output.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
-        if wait_socket:
+        if wait_socket or wait_online:
             wait_for(self._socket_answers, 20, "the agent's control socket")
+        if wait_online:
+            wait_for(self._online, 20, "the agent to be connected and subscribed")
         return self
+
+    def _online(self) -> bool:
+        answer = request(self.device.socket, "status")
+        return bool(answer.get("ok") and answer["status"]["link"]["connected"])
 
     def _socket_answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -172,14 +190,23 @@ class Listener:
     broker: Broker
     subscriptions: list[str]
     received: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    # A persistent session (with a fixed client id) keeps the subscriptions and queues QoS 1
+    # messages in the broker while this listener is away, also across a broker restart.
+    persistent: bool = False
+    client_id: str | None = None
 
     def __post_init__(self) -> None:
         self._inbox = _Inbox()
         self.link = MqttLink(
-            LinkSettings(host="127.0.0.1", port=self.broker.port,
-                         client_id=f"test-{uuid.uuid4().hex[:8]}", persistent=False,
-                         subscriptions=self.subscriptions, reconnect_min_s=0.2,
-                         reconnect_max_s=1.0),
+            LinkSettings(
+                host="127.0.0.1",
+                port=self.broker.port,
+                client_id=self.client_id or f"test-{uuid.uuid4().hex[:8]}",
+                persistent=self.persistent,
+                subscriptions=self.subscriptions,
+                reconnect_min_s=0.2,
+                reconnect_max_s=1.0,
+            ),
             self._inbox,
         )
 
@@ -204,7 +231,9 @@ class Listener:
     def acks(self, doc_id: str | None = None) -> list[dict[str, Any]]:
         return [a for a in self.json_on("/ack") if doc_id is None or a.get("cmd") == doc_id]
 
-    def wait_ack(self, doc_id: str, status: str | None = None, timeout: float = 10) -> dict[str, Any]:
+    def wait_ack(
+        self, doc_id: str, status: str | None = None, timeout: float = 10
+    ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             for ack in self.acks(doc_id):
                 if status is None or ack["status"] == status:
@@ -218,8 +247,13 @@ class Listener:
         self.link.publish(topic, payload, qos=1, retain=retain)
 
 
-def command(key: SigningKey, doc_type: str, target: str = "dev:q10-p12-bang-01",
-            body: dict[str, Any] | None = None, **kw: Any) -> tuple[str, bytes, dict[str, Any]]:
+def command(
+    key: SigningKey,
+    doc_type: str,
+    target: str = "dev:q10-p12-bang-01",
+    body: dict[str, Any] | None = None,
+    **kw: Any,
+) -> tuple[str, bytes, dict[str, Any]]:
     """A signed command: (topic, payload, document)."""
     doc = make_document(key, doc_type, target, body or {}, **kw)
     topic = Topics(PREFIX).for_target(target, "program" if doc_type == "program" else "cmd")
@@ -228,3 +262,59 @@ def command(key: SigningKey, doc_type: str, target: str = "dev:q10-p12-bang-01",
 
 def iter_lines(path: Path) -> Iterator[str]:
     yield from path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+CONTROL_SCRIPT = ROOT / "scripts" / "ttcs-control"
+
+
+def agent_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run ``ttcs-agent ARGS`` (as ``python -m agent``) to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def control_cli(
+    *args: str, timeout: float = 30, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the operators' ``scripts/ttcs-control ARGS`` to completion."""
+    return subprocess.run(
+        [sys.executable, str(CONTROL_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+    )
+
+
+def states(listener: Listener, device_id: str) -> list[dict[str, Any]]:
+    """Every ``state`` message of ``device_id`` the listener has seen, oldest first."""
+    return listener.json_on(f"/dev/{device_id}/state")
+
+
+def wait_state(
+    listener: Listener, device_id: str, online: bool, after: int = 0, timeout: float = 10
+) -> int:
+    """Wait for a state message with ``online`` among those from index ``after`` on; return
+    the index just past it (pass it as ``after`` to wait for a later one)."""
+
+    def found() -> int:
+        seen = states(listener, device_id)
+        for index in range(after, len(seen)):
+            if seen[index]["online"] is online:
+                return index + 1
+        return 0
+
+    result: int = wait_for(found, timeout, f"state online={online} of {device_id}")
+    return result
+
+
+def occurrences(path: Path, text: str) -> int:
+    """How many lines of ``path`` contain ``text`` (0 when the file does not exist yet)."""
+    if not path.exists():
+        return 0
+    return sum(1 for line in iter_lines(path) if text in line)
