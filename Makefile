@@ -1,0 +1,43 @@
+# One command per habit, the same for developers and CI.
+# Every target that needs Python runs `scripts/setup` first (fast when nothing changed).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint bench demo clean
+
+help: ## list the targets
+	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
+	@echo
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-7s %s\n", $$1, $$2}'
+
+setup: ## install missing Debian packages (apt) and the Python virtualenv .venv
+	@scripts/setup
+
+test: setup ## run the test suite (real Mosquitto, no 'slow' tests)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# All three run even when one fails, so one pass shows every problem.
+lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)
+	@status=0; \
+	for tool in "ruff check ." "ruff format --check ." "mypy"; do \
+		echo "$(VENV)/bin/$$tool"; $(VENV)/bin/$$tool || status=1; \
+	done; \
+	exit $$status
+
+bench: setup ## run the benchmarks (scripts/bench.py)
+	$(PY) scripts/bench.py
+
+demo: setup ## run the end-to-end demo (scripts/demo)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
+
+clean: ## remove the virtualenv, caches and demo/bench output
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		demo-out bench-out
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
