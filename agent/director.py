@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_VOLUME = 70
 PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
+NEWLINE = b"\n"
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
 
@@ -318,7 +319,7 @@ class Director:
     def cmd_logs_upload(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         body: LogsUploadBody = env.body
         lines = tail(self.config.paths.log_path, body.lines or 200, self.redactor)
-        text = ("\n".join(lines) + "\n").encode("utf-8")
+        text = "".join(f"{line}\n" for line in lines).encode("utf-8")
         limit = 1 << 20  # what a broker normally accepts for one message
         if len(text) > limit:
             # Drop whole lines from the start: a cut inside a line may split a UTF-8 character.
@@ -328,7 +329,7 @@ class Director:
             self._ack(
                 env.id,
                 Status.DONE,
-                detail=f"{len(lines)} lines",
+                detail=f"{text.count(NEWLINE)} lines",
                 seen=seen,
                 extra=[("logs", topic, text, 1)],
             )
