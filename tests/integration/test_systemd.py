@@ -1,0 +1,48 @@
+"""systemd integration: readiness, watchdog pings and stopping, over a real notify socket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.helpers import ROOT, Device
+
+
+def _messages(sock: socket.socket, until: float) -> list[str]:
+    out: list[str] = []
+    while time.monotonic() < until:
+        sock.settimeout(max(0.01, until - time.monotonic()))
+        try:
+            out.append(sock.recv(4096).decode())
+        except TimeoutError:
+            break
+    return out
+
+
+def test_ready_watchdog_and_stopping_are_notified(device: Device, tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        # A 1 s watchdog: the agent must ping at half the period.
+        env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(device.config)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            seen = _messages(sock, time.monotonic() + 3.0)
+            assert "READY=1" in seen
+            assert any(m.startswith("STATUS=") for m in seen)
+            pings = seen.count("WATCHDOG=1")
+            assert pings >= 3, seen  # ~6 expected in 3 s at a 0.5 s interval
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0
+        assert "STOPPING=1" in _messages(sock, time.monotonic() + 1.0)
