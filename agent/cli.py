@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, ConfigError, load_config
+from agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    ConfigError,
+    check_files,
+    load_config,
+)
 from agent.control import AgentNotRunning, request
 
 
@@ -49,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        if args.command in ("run", "config"):
+            check_files(config, str(args.config))
     except ConfigError as exc:
         print(f"ttcs-agent: {exc}", file=sys.stderr)
         return 2
@@ -93,7 +101,8 @@ def _ask(config: AgentConfig, action: str, **args: Any) -> dict[str, Any]:
 
 def _inject(config: AgentConfig, path: Path) -> int:
     try:
-        document = path.read_text(encoding="utf-8")
+        # A byte-order mark (editors on Windows add one) is not part of the JSON document.
+        document = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         print(f"ttcs-agent: cannot read {path}: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import difflib
-import re
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+from agent.protocol import IDENT_RE
+
 DEFAULT_CONFIG_PATH = Path("/etc/ttcs/agent.toml")
 
 
@@ -78,12 +79,12 @@ class MqttConfig(_Section):
     cert_file: Path | None = None
     key_file: Path | None = None
     topic_prefix: str = "ttcs/v1"
-    client_id: str | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=65535)] | None = None
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     # 3G/4G carrier NATs drop idle TCP flows after a few minutes; 60 s keeps the mapping alive
     # while costing only a few bytes a minute.
     keepalive_s: StrictInt = Field(default=60, ge=10, le=1200)
-    session_expiry_s: StrictInt = Field(default=7 * 86400, ge=86400)
+    session_expiry_s: StrictInt = Field(default=7 * 86400, ge=86400, le=2**32 - 1)
     reconnect_min_s: StrictFloat = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: StrictFloat = Field(default=60.0, ge=1, le=3600)
 
@@ -101,6 +102,10 @@ class MqttConfig(_Section):
             raise ValueError("must start with mqtt:// or mqtts://")
         if not parts.hostname:
             raise ValueError("has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not hold credentials: set mqtt.username and mqtt.password")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be just mqtt[s]://host:port")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError as exc:
@@ -269,3 +274,19 @@ def load_config(path: Path) -> AgentConfig:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, str(path))
+
+
+def check_files(config: AgentConfig, source: str = "<config>") -> None:
+    """Raise ConfigError naming each configured file this process cannot read.
+
+    Separate from parsing so that an example configuration parses anywhere; ``run`` and
+    ``config check`` call it on the device, where a wrong path must stop the agent at start.
+    """
+    problems = [
+        f"  - 'mqtt.{key}': {path} is not a readable file"
+        for key in ("ca_file", "cert_file", "key_file")
+        if (path := getattr(config.mqtt, key)) is not None
+        and not (path.is_file() and os.access(path, os.R_OK))
+    ]
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))

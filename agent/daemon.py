@@ -8,6 +8,7 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,12 +127,21 @@ def run(config: AgentConfig, config_path: Path) -> int:
     director.attach(link, lambda: link.reconnects)
     control = ControlServer(config.paths.socket_path, director.post)
     notifier = Notifier()
+    stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             director.post("reload", config_path)
         else:
+            stop_requested.set()  # also cancels a restart already under way
             director.post("stop")
+
+    def watchdog() -> None:
+        # Alive means the director loop runs (this is called from it) and the link thread too.
+        if link.alive:
+            notifier.watchdog()
+        else:
+            log.error("the MQTT link thread is gone; withholding the watchdog ping")
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
@@ -140,7 +150,7 @@ def run(config: AgentConfig, config_path: Path) -> int:
     director.every(3600, director.housekeeping)
     director.every(10, director.report_suppressed)
     if notifier.watchdog_interval_s:
-        director.every(notifier.watchdog_interval_s, notifier.watchdog)
+        director.every(notifier.watchdog_interval_s, watchdog)
 
     control.start()
     link.start()
@@ -149,13 +159,19 @@ def run(config: AgentConfig, config_path: Path) -> int:
     try:
         reason = director.run()
     finally:
-        notifier.stopping()
+        restarting = director.exit_reason == "restart" and not stop_requested.is_set()
+        # A restart is the same process (execv): to systemd it is a reload that the new
+        # process's READY=1 completes. STOPPING=1 would start the stop timeout and a SIGKILL.
+        if restarting:
+            notifier.reloading()
+        else:
+            notifier.stopping()
         control.stop()
         _flush(director, link)
         link.stop(offline=settings.will)
         store.close()
         log.info("ttcs-agent stopped (%s)", director.exit_reason or "error")
-    if reason == "restart":
+    if reason == "restart" and not stop_requested.is_set():
         logging.shutdown()
         os.execv(  # noqa: S606 - re-executes this same agent, argv list, no shell
             sys.executable, [sys.executable, "-m", "agent", "run", "--config", str(config_path)]

@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,7 +106,8 @@ class Director:
         self.clock = clock
         self.monotonic = monotonic
         self.topics = Topics(config.mqtt.topic_prefix)
-        self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        # SimpleQueue is re-entrant: a signal handler may put while the same thread is in get().
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.started = monotonic()
         self.limiter = RateLimiter(rate=1.0, burst=10, clock=monotonic)
         self.link: LinkPort | None = None
@@ -165,9 +167,12 @@ class Director:
         return max(0.0, min(due for due, _, _ in self._tickers) - self.monotonic())
 
     def _boot(self) -> None:
-        pending = self.store.pop_setting("restart_ack")
+        pending = self.store.get_setting("restart_ack")
         if pending:
-            self._ack(pending, Status.DONE, detail="agent restarted")
+            # The ack and the end of the pending restart in one transaction: never lost nor twice.
+            self._ack(
+                pending, Status.DONE, detail="agent restarted", settings={"restart_ack": None}
+            )
 
     def pump(self) -> None:
         """Hand waiting outbox rows to the link; a failure leaves them queued for the next try."""
@@ -184,12 +189,17 @@ class Director:
             topic, body, token, retained = payload
             try:
                 self.on_message(topic, body, retained)
-                self.pump()  # the ack leaves before the PUBACK
-            finally:
-                # PUBACK only now that the outcome is durable; also after a failure, so that
-                # one poisonous message is not redelivered forever.
-                if self.link is not None:
-                    self.link.ack(token)
+            except sqlite3.Error:
+                # The store could not record the outcome (disk full, I/O error): no PUBACK, so
+                # the broker delivers the message again after the next reconnect.
+                log.exception("could not record the outcome of a message on %s", topic)
+                return
+            except Exception:
+                # Acknowledged all the same: one poisonous message must not come back forever.
+                log.exception("failed to handle a message on %s", topic)
+            self.pump()  # the ack leaves before the PUBACK
+            if self.link is not None:
+                self.link.ack(token)
         elif kind == "delivered" and self.courier is not None:
             self.courier.delivered(*payload)
         elif kind == "link_up":
@@ -259,7 +269,15 @@ class Director:
                     seen=remember,
                 )
             ]
-        result: list[Ack] = handler(env, remember)
+        try:
+            result: list[Ack] = handler(env, remember)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:
+            # A bug or an unexpected condition: the sender gets an answer, and the document is
+            # not executed again when it is redelivered.
+            log.exception("%s %s failed", env.type, env.id)
+            return [self._ack(env.id, Status.FAILED, "internal_error", repr(exc), seen=remember)]
         return result
 
     def _ack(
@@ -271,7 +289,7 @@ class Director:
         *,
         topic: str | None = None,
         seen: tuple[str, float] | None = None,
-        settings: dict[str, str] | None = None,
+        settings: dict[str, str | None] | None = None,
         extra: list[tuple[str, str, bytes, int]] | None = None,
     ) -> Ack:
         """Write an ack (with any state change it reports) to the outbox in one transaction."""

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 # CONNACK codes with which a broker says it does not speak MQTT 5 (v5 code 132, v3 code 1).
 _UNSUPPORTED_PROTOCOL = {132, 1}
+# A connection must last this long before the reconnect backoff starts from the bottom again;
+# otherwise a broker that accepts and then drops us (a duplicate client id) causes a storm.
+_STABLE_S = 30.0
+
+Token = tuple[int, int, int]  # (connection generation, message id, QoS) of an inbound message
 
 
 class LinkError(Exception):
@@ -82,9 +87,7 @@ class LinkHandler:
     def link_reset(self) -> None:
         """A new client replaced the old one: messages handed to the old one were dropped."""
 
-    def message(
-        self, topic: str, payload: bytes, token: tuple[int, int] | None, retained: bool
-    ) -> None:
+    def message(self, topic: str, payload: bytes, token: Token | None, retained: bool) -> None:
         """A message arrived. With ``manual_ack``, pass ``token`` to ``MqttLink.ack`` when done."""
 
     def delivered(self, mid: int, ok: bool, detail: str) -> None:
@@ -114,6 +117,13 @@ class MqttLink:
         self._refused_v5 = False
         self._session_present = False
         self._socket_error: str | None = None
+        # Guards the connection generation against acks from the director thread: a PUBACK
+        # queued while reconnect() is handshaking would go out before CONNECT (a protocol error),
+        # and one for an older connection could acknowledge a different message.
+        self._ack_lock = threading.Lock()
+        self._generation = 0
+        self._handshaking = False
+        self._connected_at: float | None = None
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ public
@@ -121,6 +131,11 @@ class MqttLink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """The link's thread is running (it reconnects by itself while it does)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def reconnects(self) -> int:
@@ -145,20 +160,31 @@ class MqttLink:
             raise LinkError(f"publish to {topic} refused: {paho.error_string(info.rc)}")
         return int(info.mid)
 
-    def ack(self, token: tuple[int, int] | None) -> None:
-        """Acknowledge an inbound QoS 1 message after it has been handled durably."""
-        if token is not None and token[1] > 0:
-            self._client.ack(token[0], token[1])
+    def ack(self, token: Token | None) -> None:
+        """Acknowledge an inbound QoS 1 message after it has been handled durably.
+
+        An ack for a connection that is gone is dropped: the broker redelivers the message and
+        the seen-id store answers it as a duplicate.
+        """
+        if token is None or token[2] == 0:
+            return
+        generation, mid, qos = token
+        with self._ack_lock:
+            if self._handshaking or generation != self._generation:
+                log.debug("PUBACK for message %d of an earlier connection dropped", mid)
+                return
+            self._client.ack(mid, qos)
 
     def stop(self, offline: Will | None = None, timeout: float = 5.0) -> None:
         """Publish ``offline`` (if connected), disconnect cleanly and end the thread."""
-        if offline is not None and self.connected:
+        # Stopping first: a SUBACK arriving now must not publish a birth after the offline state.
+        self._stopping.set()
+        if offline is not None and self._client.is_connected():
             info = self._client.publish(offline.topic, offline.payload, offline.qos, offline.retain)
             try:
                 info.wait_for_publish(timeout=min(timeout, 3.0))
             except (RuntimeError, ValueError) as exc:
                 log.warning("offline state not published: %s", exc)
-        self._stopping.set()
         try:
             self._client.disconnect()
         except Exception:
@@ -229,25 +255,18 @@ class MqttLink:
         delays = backoff_delays(self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng)
         self._connect_async()
         while not self._stopping.is_set():
-            connects_before = self._connects
             try:
-                self._client.reconnect()
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                log.info(
-                    "broker %s:%d unreachable: %s", self.settings.host, self.settings.port, exc
-                )
-                self._stopping.wait(next(delays))
-                continue
-            while not self._stopping.is_set():
-                if self._client.loop(timeout=1.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    break
+                self._session()
+            except Exception:
+                # Whatever went wrong (a callback, paho itself), the link must live on: a dead
+                # link thread would leave a running agent that never reconnects.
+                log.exception("MQTT link failed; starting a new client")
+                with contextlib.suppress(Exception):
+                    self._client.disconnect()
+                self._client = self._make_client()
+                self._connect_async()
+                self.handler.link_reset()
             if self._stopping.is_set():
-                # Let the DISCONNECT that stop() queues go out; once written, paho closes the
-                # socket and loop() stops returning success.
-                deadline = time.monotonic() + 1.0
-                while time.monotonic() < deadline:
-                    if self._client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        break
                 break
             if self._refused_v5 and self.settings.protocol == "auto" and self._v5:
                 log.warning("broker refused MQTT 5; falling back to MQTT 3.1.1")
@@ -256,12 +275,36 @@ class MqttLink:
                 self._connect_async()
                 self.handler.link_reset()
                 continue
-            if self._connects > connects_before:
-                # The connection worked: start the backoff from the bottom again.
+            stable = self._connected_at and time.monotonic() - self._connected_at >= _STABLE_S
+            if stable:
+                # The connection worked for a while: start the backoff from the bottom again.
                 delays = backoff_delays(
                     self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng
                 )
             self._stopping.wait(next(delays))
+
+    def _session(self) -> None:
+        """One connection: connect, run the network loop until it ends."""
+        self._connected_at = None
+        with self._ack_lock:
+            self._handshaking = True
+        try:
+            self._client.reconnect()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            log.info("broker %s:%d unreachable: %s", self.settings.host, self.settings.port, exc)
+            return
+        finally:
+            with self._ack_lock:
+                self._handshaking = False
+        while not self._stopping.is_set():
+            if self._client.loop(timeout=1.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+        # Let the DISCONNECT that stop() queues go out; once written, paho closes the socket and
+        # loop() stops returning success.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if self._client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
 
     # ------------------------------------------------------------------ callbacks
 
@@ -274,6 +317,9 @@ class MqttLink:
             log.warning("broker refused the connection: %s", reason)
             return
         self._connects += 1
+        self._connected_at = time.monotonic()
+        with self._ack_lock:
+            self._generation += 1
         self._session_present = bool(getattr(flags, "session_present", False))
         s = self.settings
         if not s.subscriptions:
@@ -288,6 +334,8 @@ class MqttLink:
     def _ready(self, client: paho.Client) -> None:
         # Online only once the subscriptions are granted: from the birth message on, a command
         # sent to this device is delivered to it.
+        if self._stopping.is_set():
+            return
         birth = self.settings.birth
         if birth is not None:
             client.publish(birth.topic, birth.payload, birth.qos, birth.retain)
@@ -317,7 +365,7 @@ class MqttLink:
             self._socket_error = message
 
     def _on_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
-        token = (int(msg.mid), int(msg.qos)) if self.settings.manual_ack else None
+        token = (self._generation, int(msg.mid), int(msg.qos)) if self.settings.manual_ack else None
         self.handler.message(msg.topic, bytes(msg.payload), token, bool(msg.retain))
 
     def _on_publish(

@@ -30,8 +30,10 @@ from player.text import nfc
 PROTOCOL_VERSION = 1
 DEFAULT_PREFIX = "ttcs/v1"
 DOC_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-TARGET_RE = re.compile(r"^(dev|grp):([a-z0-9][a-z0-9-]{1,62})$")
+IDENT = r"[a-z0-9][a-z0-9-]{1,62}"
+IDENT_RE = re.compile(f"^{IDENT}$")
+TARGET_RE = re.compile(f"^(dev|grp):({IDENT})$")
+STREAM_URL = r"^(https?|rtsp|rtmp)://\S+$"
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -156,7 +158,7 @@ class SpeakerPart(_Doc):
     text: Text | None = None
     voice: Ident | None = None
     media: Media | None = None
-    url: Annotated[str, Field(pattern=r"^(https?|rtsp|rtmp)://\S+$", max_length=2048)] | None = None
+    url: Annotated[str, Field(pattern=STREAM_URL, max_length=2048)] | None = None
     chime: StrictBool = True
 
     @model_validator(mode="after")
@@ -257,7 +259,7 @@ class EmergencyStopBody(_Doc):
 
 
 class StreamStartBody(_Doc):
-    url: Annotated[str, Field(pattern=r"^(https?|rtsp|rtmp)://\S+$", max_length=2048)]
+    url: Annotated[str, Field(pattern=STREAM_URL, max_length=2048)]
     channels: Annotated[list[Literal["speaker", "screen"]], Field(min_length=1, max_length=2)]
     level: Level = Level.NORMAL
 

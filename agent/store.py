@@ -119,12 +119,6 @@ class Store:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value))
 
-    def pop_setting(self, key: str) -> str | None:
-        with self._tx() as db:
-            rows = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchall()
-            db.execute("DELETE FROM settings WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
-
     # ------------------------------------------------------------------ outbox
 
     def record(
@@ -132,14 +126,14 @@ class Store:
         *,
         seen: tuple[str, float] | None = None,
         program: tuple[str, int, str] | None = None,
-        settings: dict[str, str] | None = None,
-        messages: list[tuple[str, str, bytes, int]] = (),  # type: ignore[assignment]
+        settings: dict[str, str | None] | None = None,
+        messages: list[tuple[str, str, bytes, int]] | None = None,
         now: float,
     ) -> None:
         """Apply state changes and queue outgoing messages in one transaction.
 
-        ``seen`` is ``(id, expires_at)``; ``program`` is ``(topic, version, id)``;
-        ``messages`` are ``(kind, topic, payload, qos)``.
+        ``seen`` is ``(id, expires_at)``; ``program`` is ``(topic, version, id)``; a setting set
+        to None is deleted; ``messages`` are ``(kind, topic, payload, qos)``.
         """
         with self._tx() as db:
             if seen is not None:
@@ -155,10 +149,13 @@ class Store:
                     program,
                 )
             for key, value in (settings or {}).items():
-                db.execute(
-                    "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value)
-                )
-            for kind, topic, payload, qos in messages:
+                if value is None:
+                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value)
+                    )
+            for kind, topic, payload, qos in messages or ():
                 db.execute(
                     "INSERT INTO outbox(kind, topic, payload, qos, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",

@@ -21,6 +21,7 @@ from agent.protocol import DOC_ID_RE, Envelope, ProgramBody, Topics, describe_er
 from agent.signing import signature_valid
 
 FUTURE_SKEW = timedelta(seconds=300)
+MAX_DETAIL = 200
 # Documents of the protocol nest about 7 levels deep. A fixed limit keeps every later step
 # (canonical JSON for the signature, the float scan) far from Python's recursion limit, which a
 # crafted payload could otherwise hit after json.loads succeeded, whatever its signature.
@@ -55,17 +56,17 @@ class Accepted:
     topic: str
 
 
-def _find_float(value: Any, path: str = "") -> str | None:
+def find_float(value: Any, path: str = "") -> str | None:
     if isinstance(value, float):
         return path or "(document)"
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _find_float(item, f"{path}.{key}" if path else str(key))
+            found = find_float(item, f"{path}.{key}" if path else str(key))
             if found:
                 return found
     if isinstance(value, list):
         for index, item in enumerate(value):
-            found = _find_float(item, f"{path}[{index}]")
+            found = find_float(item, f"{path}[{index}]")
             if found:
                 return found
     return None
@@ -122,6 +123,13 @@ class Verifier:
 
     def verify(self, topic: str, payload: bytes) -> Accepted | Rejection:
         """Run the checks in the order of PROTOCOL.md."""
+        result = self._check(topic, payload)
+        if isinstance(result, Rejection) and len(result.detail) > MAX_DETAIL:
+            # Details quote unauthenticated input: keep acks and log lines small.
+            return Rejection(result.reason, result.detail[:MAX_DETAIL] + "…", result.doc_id)
+        return result
+
+    def _check(self, topic: str, payload: bytes) -> Accepted | Rejection:
         # 1. size
         if len(payload) > self.max_payload_bytes:
             return Rejection("too_large", f"{len(payload)} bytes > {self.max_payload_bytes}", None)
@@ -149,7 +157,7 @@ class Verifier:
         if not signature_valid(doc, key):
             return Rejection("bad_signature", f"signature does not verify with kid={kid}", doc_id)
         # 6. schema
-        where = _find_float(doc)
+        where = find_float(doc)
         if where:
             return Rejection("invalid", f"{where}: floating-point numbers are not allowed", doc_id)
         try:

@@ -3,6 +3,7 @@ restart it remotely, reload its trusted keys with SIGHUP, and ask it for its sta
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.controlplane import SigningKey
+from agent.signing import sign
 from tests.helpers import (
     PREFIX,
     AgentProcess,
@@ -58,9 +60,11 @@ def _online(broker: Broker, device: Device, listener: Listener | None = None) ->
 
 
 def _forged(key: SigningKey, kid: str) -> bytes:
-    """A command whose (untrusted) key id carries text that must never reach a log unredacted."""
-    _, payload, _ = command(SigningKey(kid, key.key), "ping")
-    return payload
+    """A command whose (untrusted) key id carries text that must never reach a log unredacted.
+
+    Built by hand: the control plane itself refuses such a key id."""
+    _, _, doc = command(key, "ping")
+    return json.dumps(sign({**doc, "kid": kid}, key.key)).encode()
 
 
 def test_logs_upload_redacts_secrets(

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import ROOT, Device
+from agent.control import request
+from agent.controlplane import SigningKey
+from tests.helpers import ROOT, Device, command, wait_for
 
 
 def _messages(sock: socket.socket, until: float) -> list[str]:
@@ -46,3 +48,35 @@ def test_ready_watchdog_and_stopping_are_notified(device: Device, tmp_path: Path
             proc.terminate()
             assert proc.wait(15) == 0
         assert "STOPPING=1" in _messages(sock, time.monotonic() + 1.0)
+
+
+def test_agent_restart_is_a_reload_to_systemd(
+    device: Device, tmp_path: Path, signing_key: SigningKey
+) -> None:
+    """execv keeps the PID: STOPPING=1 would make systemd kill the new process."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        env = {**os.environ, "NOTIFY_SOCKET": str(path)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(device.config)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: "READY=1" in _messages(sock, time.monotonic() + 0.2), 20, "READY")
+            wait_for(lambda: device.socket.exists(), 10, "the control socket")
+            _, payload, _ = command(signing_key, "agent.restart")
+            answer = request(device.socket, "inject", document=payload.decode())
+            assert [a["status"] for a in answer["acks"]] == ["accepted"]
+            seen = _messages(sock, time.monotonic() + 8.0)
+            reloading = [m for m in seen if m.startswith("RELOADING=1")]
+            assert reloading and "MONOTONIC_USEC=" in reloading[0]
+            assert "STOPPING=1" not in seen
+            assert "READY=1" in seen[seen.index(reloading[0]) :]
+            assert proc.poll() is None  # the same process, re-executed
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.config import AgentConfig, ConfigError, load_config, parse_config
+from agent.config import AgentConfig, ConfigError, check_files, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode("ascii")
@@ -276,3 +276,28 @@ def test_file_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
 def test_model_is_the_same_as_parse(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, FULL))
     assert config == AgentConfig.model_validate(tomllib.loads(FULL))
+
+
+def test_unreadable_tls_files_are_named(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = parse_config(
+        {
+            "device_id": "q10-p12-bang-01",
+            "mqtt": {
+                "url": "mqtts://broker:8883",
+                "ca_file": str(ca),
+                "key_file": str(tmp_path / "missing.key"),
+            },
+        }
+    )
+    with pytest.raises(ConfigError) as err:
+        check_files(config, "agent.toml")
+    assert "'mqtt.key_file'" in str(err.value)
+    assert "mqtt.ca_file" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["mqtt://user:pw@broker:1883", "mqtt://broker:1883/path"])
+def test_a_broker_url_is_only_scheme_host_and_port(url: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape("'mqtt.url'")):
+        parse_config({"device_id": "q10-p12-bang-01", "mqtt": {"url": url}})

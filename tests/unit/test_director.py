@@ -470,3 +470,26 @@ def test_director_uses_only_its_clocks(tmp_path: Path, signer: Signer) -> None:
     assert (status.at, status.uptime_s) == ("2026-11-28T06:00:00Z", 90)
     assert isinstance(rig.director, Director)
     store.close()
+
+
+def test_a_command_that_fails_unexpectedly_is_answered_and_not_run_again(rig: Rig) -> None:
+    log_path = rig.config.paths.log_path
+    log_path.unlink(missing_ok=True)
+    log_path.mkdir()  # reading the log now fails with IsADirectoryError
+    payload = rig.signer.payload(document("logs.upload", {"lines": 5}, doc_id="logs-broken-1"))
+    rig.send(payload)
+    [ack] = rig.acks("logs-broken-1")
+    assert (ack["status"], ack["reason"]) == ("failed", "internal_error")
+    assert "IsADirectoryError" in ack["detail"]
+    rig.send(payload)  # redelivered: remembered, not executed again
+    assert [a["status"] for a in rig.acks("logs-broken-1")] == ["failed", "duplicate"]
+
+
+def test_restart_done_ack_and_its_marker_go_together(rig: Rig) -> None:
+    rig.send(rig.signer.payload(document("agent.restart", doc_id="restart-0001")))
+    assert rig.settings()["restart_ack"] == "restart-0001"
+    rig.director._boot()
+    assert "restart_ack" not in rig.settings()
+    assert [a["status"] for a in rig.acks("restart-0001")] == ["accepted", "done"]
+    rig.director._boot()  # a second boot acks nothing more
+    assert len(rig.acks("restart-0001")) == 2

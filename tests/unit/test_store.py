@@ -184,6 +184,6 @@ def test_settings(store: Store) -> None:
     store.set_setting("volume", "20")
     store.set_setting("volume", "25")
     assert store.get_setting("volume") == "25"
-    assert store.pop_setting("volume") == "25"
-    assert store.pop_setting("volume") is None
+    store.record(settings={"volume": None, "restart_ack": "cmd-1"}, now=0.0)
     assert store.get_setting("volume") is None
+    assert store.get_setting("restart_ack") == "cmd-1"

@@ -592,3 +592,10 @@ def test_order_first_failure_decides(
     history.versions[PROGRAM_TOPIC] = 9  # so the duplicate program is also stale
     for code, topic, payload in _order_cases(signer):
         assert reason(verifier.verify(topic, payload)) == code, code
+
+
+def test_rejection_details_quoting_input_are_bounded(verifier: Verifier) -> None:
+    result = verifier.verify(CMD_TOPIC, json.dumps({"v": "x" * 5000}).encode())
+    assert isinstance(result, Rejection)
+    assert result.reason == "unsupported_version"
+    assert len(result.detail) <= 201
