@@ -391,10 +391,14 @@ class Director:
         )
 
     def publish_status(self) -> None:
+        """Publish the retained status now (best effort: the next interval tries again)."""
         if self.link is None or not self.link.connected:
             return
         topic = self.topics.dev(self.config.device_id, "status")
-        self.link.publish(topic, self.status().payload(), qos=0, retain=True)
+        try:
+            self.link.publish(topic, self.status().payload(), qos=0, retain=True)
+        except Exception:
+            log.exception("status not published")
 
     def housekeeping(self) -> None:
         dropped = self.store.forget_seen_before(self.now_s())
