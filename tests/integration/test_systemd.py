@@ -25,19 +25,23 @@ def _messages(sock: socket.socket, until: float) -> list[str]:
     return out
 
 
+def _spawn(device: Device, **env: str) -> subprocess.Popen[bytes]:
+    """``ttcs-agent run`` as systemd starts it: with the notify variables in its environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(device.config)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def test_ready_watchdog_and_stopping_are_notified(device: Device, tmp_path: Path) -> None:
     path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         # A 1 s watchdog: the agent must ping at half the period.
-        env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(device.config)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = _spawn(device, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="1000000")
         try:
             seen = _messages(sock, time.monotonic() + 3.0)
             assert "READY=1" in seen
@@ -57,14 +61,7 @@ def test_agent_restart_is_a_reload_to_systemd(
     path = tmp_path / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
-        env = {**os.environ, "NOTIFY_SOCKET": str(path)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(device.config)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = _spawn(device, NOTIFY_SOCKET=str(path))
         try:
             wait_for(lambda: "READY=1" in _messages(sock, time.monotonic() + 0.2), 20, "READY")
             wait_for(lambda: device.socket.exists(), 10, "the control socket")
