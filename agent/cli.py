@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.cache import ContentCache, Progress
 from agent.config import (
     DEFAULT_CONFIG_PATH,
     AgentConfig,
@@ -18,6 +19,7 @@ from agent.config import (
     load_config,
 )
 from agent.control import AgentNotRunning, request
+from agent.protocol import format_time
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +50,25 @@ def _parser() -> argparse.ArgumentParser:
         help="hand a signed command or program file to the agent (e.g. from a USB stick)",
     )
     inject.add_argument("file", type=Path, help="signed JSON document")
+    cache = sub.add_parser("cache", parents=[common], help="the content cache")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    ls = cache_sub.add_parser(
+        "ls", parents=[common], help="the cached files, least recently used (evicted) first"
+    )
+    ls.add_argument("--json", action="store_true", help="machine-readable listing")
+    verify = cache_sub.add_parser(
+        "verify",
+        parents=[common],
+        help="hash every cached file again; remove and list the damaged ones (exit 1)",
+    )
+    verify.add_argument(
+        "--progress", action="store_true", help="show the progress bar also when not on a terminal"
+    )
+    cache_sub.add_parser(
+        "gc",
+        parents=[common],
+        help="have the running agent evict least recently used files over the quota",
+    )
     return parser
 
 
@@ -84,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "inject":
             return _inject(config, args.file)
+        if args.command == "cache":
+            return _cache(config, args)
     except AgentNotRunning as exc:
         print(f"ttcs-agent: {exc}", file=sys.stderr)
         return 3
@@ -112,6 +135,105 @@ def _inject(config: AgentConfig, path: Path) -> int:
         print(json.dumps(ack, ensure_ascii=False))
         ok = ok and ack["status"] in ("accepted", "done")
     return 0 if ok else 1
+
+
+def _cache(config: AgentConfig, args: argparse.Namespace) -> int:
+    # ls and verify work on the folder itself, with or without a running agent; gc needs the
+    # agent, which alone knows what its live and pending programs refer to.
+    if args.cache_command == "gc":
+        answer = _ask(config, "cache.gc")
+        evicted: list[str] = answer.get("evicted", [])
+        for sha in evicted:
+            print(f"evicted {sha}")
+        print(
+            f"{len(evicted)} files evicted; the cache holds {answer.get('items', '?')} files, "
+            f"{_size(int(answer.get('bytes', 0)))} of the {_size(config.cache.quota_bytes)} quota"
+        )
+        return 0
+    cache = ContentCache(config.paths.cache_dir, config.cache.quota_bytes)
+    try:
+        if args.cache_command == "ls":
+            return _cache_ls(cache, args.json)
+        return _cache_verify(cache, args.progress or sys.stderr.isatty())
+    except PermissionError as exc:
+        print(
+            f"ttcs-agent: {exc.filename or cache.root}: permission denied: run as the service "
+            "user or a member of its group",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _cache_ls(cache: ContentCache, as_json: bool) -> int:
+    items = cache.items()
+    total = sum(item.size for item in items)
+    if as_json:
+        listing = {
+            "cache_dir": str(cache.root),
+            "quota_bytes": cache.quota_bytes,
+            "bytes": total,
+            "items": len(items),
+            "entries": [
+                {"sha256": i.sha256, "size": i.size, "last_used": format_time(i.last_used)}
+                for i in items
+            ],
+        }
+        print(json.dumps(listing, indent=2))
+        return 0
+    for item in items:
+        print(f"{item.sha256}  {_size(item.size):>9}  {format_time(item.last_used)}")
+    print(
+        f"{len(items)} files, {_size(total)} of the {_size(cache.quota_bytes)} quota "
+        f"in {cache.root} (least recently used first)"
+    )
+    return 0
+
+
+def _cache_verify(cache: ContentCache, show_progress: bool) -> int:
+    bar = ProgressBar(sys.stderr) if show_progress else None
+    try:
+        bad = cache.verify(bar)
+    finally:
+        if bar is not None:
+            bar.finish()
+    for sha in bad:
+        print(f"damaged, removed: {sha}")
+    bytes_, items = cache.usage()
+    if bad:
+        print(f"{len(bad)} damaged files removed (they are fetched again when needed)")
+        return 1
+    print(f"all {items} files match their sha256 ({_size(bytes_)})")
+    return 0
+
+
+class ProgressBar:
+    """A one-line textual progress bar, redrawn in place with a carriage return."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        if p.bytes_total:
+            fraction = p.bytes_done / p.bytes_total
+        else:
+            fraction = p.files_done / p.files_total if p.files_total else 1.0
+        fraction = min(max(fraction, 0.0), 1.0)
+        filled = int(fraction * self.WIDTH)
+        self.stream.write(
+            f"\rverifying [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} "
+            f"{_size(p.bytes_done)} / {_size(p.bytes_total)}, "
+            f"{p.files_done}/{p.files_total} files "
+        )
+        self.stream.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _status(config: AgentConfig, as_json: bool) -> int:

@@ -190,6 +190,17 @@ class TtsConfig(_Section):
     voices: dict[str, Path] = Field(default_factory=dict)
 
 
+class CacheConfig(_Section):
+    """The content cache (in ``paths.cache_dir``) and the downloads that fill it."""
+
+    quota_bytes: StrictInt = Field(default=2 * 1024**3, ge=1024**2)
+    # The SQLite store and the log usually share the disk: a download must not fill it.
+    min_free_bytes: StrictInt = Field(default=128 * 1024**2, ge=0)
+    connect_timeout_s: StrictInt = Field(default=10, ge=1, le=300)
+    read_timeout_s: StrictInt = Field(default=30, ge=1, le=3600)
+    attempts: StrictInt = Field(default=5, ge=1, le=100)
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -210,6 +221,7 @@ class AgentConfig(_Section):
     screen: ScreenConfig = ScreenConfig()
     speaker: SpeakerConfig = SpeakerConfig()
     tts: TtsConfig = TtsConfig()
+    cache: CacheConfig = CacheConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")

@@ -10,25 +10,38 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import __version__
+from agent.cache import ContentCache, open_cache
+from agent.conductor import Conductor
 from agent.config import AgentConfig
 from agent.control import ControlServer
-from agent.director import CAPABILITIES, Director
+from agent.director import CAPABILITIES, PLAYBACK_CAPABILITIES, Director
+from agent.fetcher import Fetcher
 from agent.link import LinkHandler, LinkSettings, MqttLink, Will
 from agent.logs import Redactor, setup_logging
+from agent.playlog import PlaylogRecorder
+from agent.programs import Ranks
 from agent.protocol import DeviceState, Topics, format_time
 from agent.signing import public_key_from_b64
+from agent.stage import Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.verify import Verifier
+from player.base import Channel, Outcome
+from player.null import NullScreen, NullSpeaker
 
 log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 3.0
+PLAYLOG_FLUSH_S = 10
 
 
 class _ToDirector(LinkHandler):
@@ -71,7 +84,7 @@ def link_settings(config: AgentConfig, started_at: str) -> LinkSettings:
         device=config.device_id,
         agent_version=__version__,
         groups=list(config.groups),
-        capabilities=list(CAPABILITIES),
+        capabilities=[*CAPABILITIES, *PLAYBACK_CAPABILITIES],
         since=started_at,
     )
     return LinkSettings(
@@ -122,6 +135,9 @@ def run(config: AgentConfig, config_path: Path) -> int:
         max_payload_bytes=config.max_payload_bytes,
     )
     director = Director(config, store, verifier, redactor)
+    wake = Wakeup(director.post)
+    fetcher = Fetcher(open_cache(config), director.post)
+    director.conductor = conductor = build_conductor(config, store, director, fetcher, wake)
     settings = link_settings(config, format_time(time.time()))
     link = MqttLink(settings, _ToDirector(director))
     director.attach(link, lambda: link.reconnects)
@@ -148,10 +164,15 @@ def run(config: AgentConfig, config_path: Path) -> int:
 
     director.every(config.status_interval_s, director.publish_status)
     director.every(3600, director.housekeeping)
+    director.every(PLAYLOG_FLUSH_S, conductor.recorder.tick)
     director.every(10, director.report_suppressed)
     if notifier.watchdog_interval_s:
         director.every(notifier.watchdog_interval_s, watchdog)
 
+    # Offline first: what plays is decided from the cache before the network is tried.
+    conductor.boot()
+    fetcher.start()
+    wake.start()
     control.start()
     link.start()
     notifier.ready()
@@ -167,6 +188,10 @@ def run(config: AgentConfig, config_path: Path) -> int:
         else:
             notifier.stopping()
         control.stop()
+        wake.stop()
+        fetcher.stop()
+        conductor.close()
+        fetcher.cache.close()
         _flush(director, link)
         link.stop(offline=settings.will)
         store.close()
@@ -177,6 +202,82 @@ def run(config: AgentConfig, config_path: Path) -> int:
             sys.executable, [sys.executable, "-m", "agent", "run", "--config", str(config_path)]
         )
     return 0
+
+
+class Wakeup:
+    """Wakes the director at the next change that arbitration announced (APScheduler)."""
+
+    def __init__(self, post: Callable[[str, Any], None]) -> None:
+        self.post = post
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def __call__(self, when: datetime | None) -> None:
+        if when is None:
+            if self.scheduler.get_job("wake") is not None:
+                self.scheduler.remove_job("wake")
+            return
+        self.scheduler.add_job(
+            self.post,
+            "date",
+            run_date=when,
+            args=("tick", None),
+            id="wake",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+
+def build_conductor(
+    config: AgentConfig, store: Store, director: Director, fetcher: Fetcher, wake: Wakeup
+) -> Conductor:
+    """The programs, the stage and its players (null players until the real ones exist)."""
+    topics = Topics(config.mqtt.topic_prefix)
+    recorder = PlaylogRecorder(store, config.device_id, topics, _utcnow)
+    events = _PlayerEvents(director)
+    stage = Stage(
+        store,
+        NullScreen(),
+        NullSpeaker(events),
+        recorder,
+        _media_user(fetcher.cache),
+        ZoneInfo(config.timezone),
+    )
+    ranks = Ranks(topics, config.device_id, config.groups)
+    return Conductor(
+        store,
+        fetcher.cache,
+        fetcher,
+        stage,
+        recorder,
+        ranks,
+        director.ack,
+        director.event,
+        wake,
+        _utcnow,
+    )
+
+
+def _media_user(cache: ContentCache) -> Callable[[str], Path]:
+    def use(sha256: str) -> Path:
+        cache.touch(sha256)  # played: most recently used
+        return cache.path(sha256)
+
+    return use
+
+
+class _PlayerEvents:
+    def __init__(self, director: Director) -> None:
+        self.director = director
+
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
+        self.director.post("player", (channel, key, outcome, detail))
 
 
 def _flush(director: Director, link: MqttLink) -> None:

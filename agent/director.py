@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agent import __version__
+from agent.conductor import Conductor
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.courier import Courier, Publisher
 from agent.logs import Redactor, tail
@@ -32,6 +33,7 @@ from agent.protocol import (
     Event,
     LinkStats,
     LogsUploadBody,
+    NowPlaying,
     Status,
     Topics,
     VolumeSetBody,
@@ -50,6 +52,8 @@ SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future
 NEWLINE = b"\n"
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
+PLAYBACK_CAPABILITIES = ("program", "play.now", "emergency.start", "emergency.stop")
+Seen = tuple[str, float]
 
 
 class LinkPort(Publisher, Protocol):
@@ -114,6 +118,7 @@ class Director:
         self.courier: Courier | None = None
         self.reconnects: Callable[[], int] = lambda: 0
         self.exit_reason: str | None = None
+        self.conductor: Conductor | None = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
 
     # ------------------------------------------------------------------ wiring
@@ -170,9 +175,7 @@ class Director:
         pending = self.store.get_setting("restart_ack")
         if pending:
             # The ack and the end of the pending restart in one transaction: never lost nor twice.
-            self._ack(
-                pending, Status.DONE, detail="agent restarted", settings={"restart_ack": None}
-            )
+            self.ack(pending, Status.DONE, detail="agent restarted", settings={"restart_ack": None})
 
     def pump(self) -> None:
         """Hand waiting outbox rows to the link; a failure leaves them queued for the next try."""
@@ -211,6 +214,13 @@ class Director:
             self.courier.reset()
         elif kind == "request":
             self.on_request(payload)
+        elif kind in ("content", "player", "tick") and self.conductor is not None:
+            if kind == "content":
+                self.conductor.on_content(payload)
+            elif kind == "player":
+                self.conductor.on_player(payload)
+            else:
+                self.conductor.reconcile()
         elif kind == "reload":
             self.reload(payload)
         elif kind == "stop":
@@ -233,7 +243,7 @@ class Director:
     def report_suppressed(self) -> None:
         """Tell the server how many rejection acks the rate limit dropped since the last report."""
         if self.limiter.suppressed:
-            self._event("warning", "acks_suppressed", f"{self.limiter.suppressed} rejection acks")
+            self.event("warning", "acks_suppressed", f"{self.limiter.suppressed} rejection acks")
             self.limiter.suppressed = 0
 
     def _refuse(self, topic: str, rej: Rejection, retained: bool, limited: bool) -> list[Ack]:
@@ -248,9 +258,9 @@ class Director:
         log.warning("rejected %s on %s: %s (%s)", rej.doc_id, topic, rej.reason, rej.detail)
         self.report_suppressed()
         status = Status.DUPLICATE if rej.reason == "duplicate" else Status.REJECTED
-        ack = self._ack(rej.doc_id, status, rej.reason, rej.detail, topic=topic)
+        ack = self.ack(rej.doc_id, status, rej.reason, rej.detail, topic=topic)
         if rej.reason in SECURITY_REASONS:
-            self._event("warning", f"rejected.{rej.reason}", f"{rej.doc_id} on {topic}")
+            self.event("warning", f"rejected.{rej.reason}", f"{rej.doc_id} on {topic}")
         return [ack]
 
     def _execute(self, ok: Accepted) -> list[Ack]:
@@ -258,10 +268,10 @@ class Director:
         log.info("accepted %s %s from %s", env.type, env.id, ok.topic)
         expires = parse_time(env.expires_at).timestamp() if env.expires_at else None
         remember = (env.id, expires or parse_time(env.issued_at).timestamp() + PROGRAM_MEMORY_S)
-        handler = getattr(self, "cmd_" + env.type.replace(".", "_"), None)
+        handler = self._handler(env.type, ok.topic)
         if handler is None:
             return [
-                self._ack(
+                self.ack(
                     env.id,
                     Status.FAILED,
                     "not_supported",
@@ -277,10 +287,25 @@ class Director:
             # A bug or an unexpected condition: the sender gets an answer, and the document is
             # not executed again when it is redelivered.
             log.exception("%s %s failed", env.type, env.id)
-            return [self._ack(env.id, Status.FAILED, "internal_error", repr(exc), seen=remember)]
+            return [self.ack(env.id, Status.FAILED, "internal_error", repr(exc), seen=remember)]
         return result
 
-    def _ack(
+    def _handler(self, doc_type: str, topic: str) -> Callable[[Envelope, Seen], list[Ack]] | None:
+        """The method that executes ``doc_type``, if this agent supports it."""
+        show = self.conductor
+        if show is not None:
+            if doc_type == "program":
+                return lambda env, seen: show.on_program(env, topic, seen)
+            if doc_type in ("play.now", "emergency.start"):
+                return lambda env, seen: show.on_override(env, topic, seen)
+            if doc_type == "emergency.stop":
+                return show.on_emergency_stop
+        method: Callable[[Envelope, Seen], list[Ack]] | None = getattr(
+            self, "cmd_" + doc_type.replace(".", "_"), None
+        )
+        return method
+
+    def ack(
         self,
         doc_id: str | None,
         status: Status,
@@ -291,8 +316,12 @@ class Director:
         seen: tuple[str, float] | None = None,
         settings: dict[str, str | None] | None = None,
         extra: list[tuple[str, str, bytes, int]] | None = None,
+        **changes: Any,
     ) -> Ack:
-        """Write an ack (with any state change it reports) to the outbox in one transaction."""
+        """Write an ack (with any state change it reports) to the outbox in one transaction.
+
+        ``changes`` are further ``Store.record`` arguments (programs going live, for example).
+        """
         ack = Ack(
             cmd=doc_id,
             status=status,
@@ -303,10 +332,12 @@ class Director:
         )
         dev_topic = self.topics.dev(self.config.device_id, "ack")
         messages = [*(extra or []), ("ack", dev_topic, ack.payload(), 1)]
-        self.store.record(seen=seen, settings=settings, messages=messages, now=self.now_s())
+        self.store.record(
+            seen=seen, settings=settings, messages=messages, now=self.now_s(), **changes
+        )
         return ack
 
-    def _event(self, severity: Literal["warning", "error"], code: str, detail: str) -> None:
+    def event(self, severity: Literal["warning", "error"], code: str, detail: str) -> None:
         event = Event(
             at=format_time(self.clock()),
             severity=severity,
@@ -319,12 +350,12 @@ class Director:
     # ------------------------------------------------------------------ commands
 
     def cmd_ping(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
-        return [self._ack(env.id, Status.DONE, seen=seen)]
+        return [self.ack(env.id, Status.DONE, seen=seen)]
 
     def cmd_volume_set(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         body: VolumeSetBody = env.body
         log.info("volume set to %d%%", body.percent)
-        ack = self._ack(
+        ack = self.ack(
             env.id,
             Status.DONE,
             detail=f"volume {body.percent}%",
@@ -344,7 +375,7 @@ class Director:
             text = text[text.find(b"\n", len(text) - limit - 1) + 1 :]
         topic = self.topics.dev(self.config.device_id, f"logs/{env.id}")
         return [
-            self._ack(
+            self.ack(
                 env.id,
                 Status.DONE,
                 detail=f"{text.count(NEWLINE)} lines",
@@ -355,7 +386,7 @@ class Director:
 
     def cmd_agent_restart(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         # "done" is acked by the new process (see _boot), once it is up.
-        ack = self._ack(
+        ack = self.ack(
             env.id,
             Status.ACCEPTED,
             detail="restarting",
@@ -378,12 +409,21 @@ class Director:
         except OSError:
             disk_free = 0
         connected = self.link.connected if self.link is not None else False
+        now = NowPlaying()
+        usage = _cache_usage(cache)
+        if self.conductor is not None:
+            screen, speaker = self.conductor.stage.now_playing()
+            now = NowPlaying(screen=screen, speaker=speaker)
+            size, items = self.conductor.cache.usage()
+            usage = CacheUsage(bytes=size, items=items)
+            disk_free = self.conductor.cache.disk_free_bytes()
         return DeviceStatus(
             at=format_time(self.clock()),
             uptime_s=int(self.monotonic() - self.started),
             programs=self.store.program_versions(),
+            now=now,
             volume=self.volume,
-            cache=_cache_usage(cache),
+            cache=usage,
             disk_free_bytes=disk_free,
             temperature_c=_temperature(),
             link=LinkStats(reconnects=self.reconnects(), connected=connected),
@@ -404,6 +444,16 @@ class Director:
         dropped = self.store.forget_seen_before(self.now_s())
         if dropped:
             log.info("forgot %d expired document ids", dropped)
+        self.collect_garbage()
+
+    def collect_garbage(self) -> list[str]:
+        """Evict least-recently-used content over the quota, never what a program needs."""
+        if self.conductor is None:
+            return []
+        evicted = self.conductor.cache.gc(self.conductor.keep())
+        if evicted:
+            log.info("cache: evicted %d items", len(evicted))
+        return evicted
 
     # ------------------------------------------------------------------ control socket
 
@@ -424,6 +474,10 @@ class Director:
                 "device": self.config.device_id,
                 "agent_version": __version__,
             }
+        if req.action == "cache.gc" and self.conductor is not None:
+            evicted = self.collect_garbage()
+            size, items = self.conductor.cache.usage()
+            return {"ok": True, "evicted": evicted, "bytes": size, "items": items}
         if req.action == "logs":
             lines = int(req.args.get("lines", 100))
             return {"ok": True, "lines": tail(self.config.paths.log_path, lines, self.redactor)}

@@ -415,18 +415,32 @@ class DeviceStatus(BaseModel):
 
 
 class PlaylogEntry(BaseModel):
+    """One finished play of a bulletin on one channel (proof of play).
+
+    Extensions (optional, left out of the JSON when None): ``ref`` names what asked for the
+    play (a ``play.now`` or ``emergency.start`` command id, for example); ``start_error_ms`` is
+    how late (positive) or early (negative) a synchronized start began against its ``play_at``.
+    """
+
     id: str
     bulletin: str
     channel: Literal["screen", "speaker"]
     started_at: Time
     ended_at: Time
     outcome: Literal["completed", "interrupted", "failed"]
+    ref: Annotated[str, Field(max_length=128)] | None = None
+    start_error_ms: StrictInt | None = None
 
 
 class Playlog(BaseModel):
+    """A batch of playlog entries, published on ``dev/{device}/playlog``."""
+
     v: Literal[1] = 1
     device: str
     entries: list[PlaylogEntry]
+
+    def payload(self) -> bytes:
+        return to_json(self.model_dump(mode="json", exclude_none=True))
 
 
 class Event(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,15 @@ CREATE TABLE IF NOT EXISTS program_versions (
     version INTEGER NOT NULL,
     doc_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS programs (
+    topic TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('live', 'pending')),
+    doc_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (topic, state)
+);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -37,7 +46,48 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS playlog_open (
+    id TEXT PRIMARY KEY,
+    bulletin TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    ref TEXT,
+    started_at TEXT NOT NULL,
+    alive_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS playlog_pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    entry TEXT NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class ProgramRow:
+    """A verified program document, live or waiting for its content."""
+
+    topic: str
+    state: str  # "live" | "pending"
+    doc_id: str
+    version: int
+    payload: bytes  # the signed document as received
+    since: float  # POSIX time it went live (live) or was accepted (pending)
+
+
+@dataclass(frozen=True)
+class OpenPlay:
+    """A play that started and has not ended yet (see ``agent.playlog``). Times are RFC 3339."""
+
+    id: str
+    bulletin: str
+    channel: str
+    ref: str | None
+    started_at: str
+    alive_at: str  # the last time the agent was known to be running while this played
+
+
+# An outbox message as ``record`` takes it: (kind, topic, payload, qos).
+OutboxMessage = tuple[str, str, bytes, int]
 
 
 @dataclass(frozen=True)
@@ -105,6 +155,18 @@ class Store:
         rows = self._query("SELECT version FROM program_versions WHERE topic = ?", (topic,))
         return int(rows[0][0]) if rows else None
 
+    def programs(self, state: str) -> list[ProgramRow]:
+        """The ``live`` or ``pending`` programs, by topic."""
+        rows = self._query(
+            "SELECT topic, state, doc_id, version, payload, since FROM programs"
+            " WHERE state = ? ORDER BY topic",
+            (state,),
+        )
+        return [
+            ProgramRow(str(t), str(s), str(i), int(v), bytes(p), float(at))
+            for t, s, i, v, p, at in rows
+        ]
+
     def program_versions(self) -> dict[str, int]:
         rows = self._query("SELECT topic, version FROM program_versions ORDER BY topic")
         return {str(t): int(v) for t, v in rows}
@@ -128,12 +190,15 @@ class Store:
         program: tuple[str, int, str] | None = None,
         settings: dict[str, str | None] | None = None,
         messages: list[tuple[str, str, bytes, int]] | None = None,
+        put_programs: tuple[ProgramRow, ...] = (),
+        drop_programs: tuple[tuple[str, str], ...] = (),
         now: float,
     ) -> None:
         """Apply state changes and queue outgoing messages in one transaction.
 
         ``seen`` is ``(id, expires_at)``; ``program`` is ``(topic, version, id)``; a setting set
-        to None is deleted; ``messages`` are ``(kind, topic, payload, qos)``.
+        to None is deleted; ``messages`` are ``(kind, topic, payload, qos)``; ``drop_programs``
+        are ``(topic, state)`` rows removed before ``put_programs`` are written.
         """
         with self._tx() as db:
             if seen is not None:
@@ -147,6 +212,14 @@ class Store:
                     "INSERT OR REPLACE INTO program_versions(topic, version, doc_id)"
                     " VALUES (?, ?, ?)",
                     program,
+                )
+            for topic, state in drop_programs:
+                db.execute("DELETE FROM programs WHERE topic = ? AND state = ?", (topic, state))
+            for row in put_programs:
+                db.execute(
+                    "INSERT OR REPLACE INTO programs(topic, state, doc_id, version, payload, since)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (row.topic, row.state, row.doc_id, row.version, row.payload, row.since),
                 )
             for key, value in (settings or {}).items():
                 if value is None:
@@ -184,3 +257,114 @@ class Store:
 
     def outbox_size(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM outbox")[0][0])
+
+    # ------------------------------------------------------------------ playlog
+
+    def open_play(self, play: OpenPlay) -> None:
+        """Remember a play that started, durably: a SIGKILL mid-play still yields an entry.
+
+        Every other open play is known to be alive at this instant too.
+        """
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO playlog_open(id, bulletin, channel, ref, started_at, alive_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (play.id, play.bulletin, play.channel, play.ref, play.started_at, play.alive_at),
+            )
+            db.execute("UPDATE playlog_open SET alive_at = MAX(alive_at, ?)", (play.started_at,))
+
+    def open_plays(self) -> list[OpenPlay]:
+        rows = self._query(
+            "SELECT id, bulletin, channel, ref, started_at, alive_at FROM playlog_open"
+            " ORDER BY started_at, id"
+        )
+        return [
+            OpenPlay(str(i), str(b), str(c), None if r is None else str(r), str(s), str(a))
+            for i, b, c, r, s, a in rows
+        ]
+
+    def touch_open_plays(self, alive_at: str) -> None:
+        """Note that the open plays were still playing at ``alive_at`` (RFC 3339).
+
+        Without its own fsync, like ``delivered``: a power cut that loses it only makes a
+        recovered entry end at the previous heartbeat.
+        """
+        with self._tx(durable=False) as db:
+            db.execute("UPDATE playlog_open SET alive_at = MAX(alive_at, ?)", (alive_at,))
+
+    def end_plays(
+        self,
+        finish: Callable[[OpenPlay], str],
+        ids: Sequence[str] | None = None,
+        alive_at: str | None = None,
+    ) -> list[str]:
+        """Turn open plays (those of ``ids``, or all) into pending playlog entries.
+
+        ``finish`` makes the entry's JSON; the entry keeps the play's id. One transaction: a
+        play is open or pending, never both nor neither. An id that is not open is skipped (it
+        ended already), so ending twice records one entry. ``alive_at`` touches the plays that
+        stay open. Returns the entries written.
+        """
+        written: list[str] = []
+        with self._tx() as db:
+            if ids is None:
+                wanted = [str(r[0]) for r in db.execute("SELECT id FROM playlog_open")]
+            else:
+                wanted = list(ids)
+            for play_id in wanted:
+                row = db.execute(
+                    "SELECT id, bulletin, channel, ref, started_at, alive_at FROM playlog_open"
+                    " WHERE id = ?",
+                    (play_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                i, b, c, r, s, a = row
+                entry = finish(
+                    OpenPlay(str(i), str(b), str(c), None if r is None else str(r), str(s), str(a))
+                )
+                db.execute("DELETE FROM playlog_open WHERE id = ?", (play_id,))
+                db.execute(
+                    "INSERT OR IGNORE INTO playlog_pending(id, entry) VALUES (?, ?)",
+                    (play_id, entry),
+                )
+                written.append(entry)
+            if alive_at is not None:
+                db.execute("UPDATE playlog_open SET alive_at = MAX(alive_at, ?)", (alive_at,))
+        return written
+
+    def playlog_pending_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM playlog_pending")[0][0])
+
+    def playlog_pending(self, limit: int = 1000) -> list[str]:
+        """The JSON of the oldest pending entries (not yet in the outbox)."""
+        rows = self._query("SELECT entry FROM playlog_pending ORDER BY seq LIMIT ?", (limit,))
+        return [str(r[0]) for r in rows]
+
+    def flush_playlog(
+        self,
+        limit: int,
+        message: Callable[[list[str]], OutboxMessage | None],
+        now: float,
+    ) -> int:
+        """Move up to ``limit`` of the oldest pending entries into one outbox message.
+
+        ``message`` builds it from their JSON (None: nothing worth sending). One transaction:
+        each entry is either pending or in the outbox, never both nor neither. Returns how many
+        entries left the pending table.
+        """
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT seq, entry FROM playlog_pending ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+            if not rows:
+                return 0
+            built = message([str(entry) for _, entry in rows])
+            db.execute("DELETE FROM playlog_pending WHERE seq <= ?", (int(rows[-1][0]),))
+            if built is not None:
+                db.execute(
+                    "INSERT INTO outbox(kind, topic, payload, qos, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (*built, now),
+                )
+            return len(rows)

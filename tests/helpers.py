@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.control import request
 from agent.controlplane import SigningKey, make_document
@@ -318,3 +322,192 @@ def occurrences(path: Path, text: str) -> int:
     if not path.exists():
         return 0
     return sum(1 for line in iter_lines(path) if text in line)
+
+
+# --------------------------------------------------------------------------- media server
+
+
+@dataclass
+class Served:
+    """One request the media server answered, and the body bytes it actually sent."""
+
+    path: str
+    range: str | None
+    status: int
+    bytes_sent: int = 0
+
+
+class MediaServer:
+    """A real HTTP server for media files on a free loopback port.
+
+    Answers ``Range: bytes=N-`` (and ``N-M``) with 206 and ``Content-Range``, a range past the
+    end with 416, and redirects from ``redirects``. Knobs: ``cut_after`` drops the connection
+    after N body bytes for the next K requests; ``stall_after`` holds a response after N bytes
+    until released; ``honour_ranges = False`` answers every request with the whole file;
+    ``without_length`` serves a file with no ``Content-Length`` (the body ends when the
+    connection closes). ``served`` records every request with the body bytes really sent.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
+        self.without_length: set[str] = set()
+        self.honour_ranges = True
+        self.served: list[Served] = []
+        self._cuts: list[int] = []
+        self._failures: list[int] = []
+        self._stall: tuple[int, threading.Event] | None = None
+        self._releases: list[threading.Event] = []
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _media_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name.lstrip('/')}"
+
+    def add(self, name: str, data: bytes) -> str:
+        """Serve ``data`` at ``/name``; return its URL."""
+        self.files["/" + name.lstrip("/")] = data
+        return self.url(name)
+
+    def cut_after(self, n_bytes: int, times: int = 1) -> None:
+        """Drop the connection after ``n_bytes`` of body in each of the next ``times`` responses."""
+        with self._lock:
+            self._cuts.extend([n_bytes] * times)
+
+    def fail_with(self, status: int, times: int = 1) -> None:
+        """Answer the next ``times`` requests with ``status`` (e.g. 503) and no body."""
+        with self._lock:
+            self._failures.extend([status] * times)
+
+    def stall_after(self, n_bytes: int) -> threading.Event:
+        """Hold the next response after ``n_bytes`` of body until the returned event is set."""
+        release = threading.Event()
+        with self._lock:
+            self._stall = (n_bytes, release)
+            self._releases.append(release)
+        return release
+
+    def sent(self, name: str | None = None) -> int:
+        """Body bytes sent in all responses (for one file, when named)."""
+        path = None if name is None else "/" + name.lstrip("/")
+        with self._lock:
+            return sum(s.bytes_sent for s in self.served if path is None or s.path == path)
+
+    def requests_for(self, name: str) -> list[Served]:
+        path = "/" + name.lstrip("/")
+        with self._lock:
+            return [s for s in self.served if s.path == path]
+
+    def start(self) -> MediaServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            for release in self._releases:
+                release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> MediaServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _next_knobs(self) -> tuple[int | None, tuple[int, threading.Event] | None]:
+        with self._lock:
+            cut = self._cuts.pop(0) if self._cuts else None
+            stall, self._stall = self._stall, None
+            return cut, stall
+
+    def _next_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
+
+    def _record(self, served: Served) -> None:
+        with self._lock:
+            self.served.append(served)
+
+
+def _media_handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection: a cut is a closed socket
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            rng = self.headers.get("Range")
+            if path in server.redirects:
+                server._record(Served(path, rng, 302))
+                self.send_response(302)
+                self.send_header("Location", server.redirects[path])
+                self.end_headers()
+                return
+            failure = server._next_failure()
+            if failure is not None:
+                server._record(Served(path, rng, failure))
+                self.send_error(failure)
+                return
+            data = server.files.get(path)
+            if data is None:
+                server._record(Served(path, rng, 404))
+                self.send_error(404)
+                return
+            start, end, status = 0, len(data) - 1, 200
+            match = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
+            if match and server.honour_ranges:
+                start = int(match[1])
+                if start >= len(data):
+                    server._record(Served(path, rng, 416))
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                end, status = min(int(match[2] or end), end), 206
+            body = data[start : end + 1]
+            served = Served(path, rng, status)
+            server._record(served)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Accept-Ranges", "bytes")
+            if path not in server.without_length:
+                self.send_header("Content-Length", str(len(body)))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.end_headers()
+            self._send(body, served)
+
+        def _send(self, body: bytes, served: Served) -> None:
+            cut, stall = server._next_knobs()
+            limit = len(body) if cut is None else min(cut, len(body))
+            pause = None if stall is None else stall[0]
+            try:
+                position = 0
+                while position < limit:
+                    step = 16384 if pause is None or position >= pause else pause - position
+                    piece = body[position : min(limit, position + step)]
+                    self.wfile.write(piece)
+                    position += len(piece)
+                    served.bytes_sent = position
+                    if stall is not None and position == pause:
+                        stall[1].wait(10)
+                        pause = None
+                if cut is not None:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client went away
+
+    return Handler

@@ -128,10 +128,12 @@ def test_operator_workflow_for_one_device(tmp_path: Path, broker: Broker) -> Non
         push = _ctl(broker, keyfile, "program", "push", str(program), "--to", target, "--wait", "5")
         rows = _rows(push.stdout, device.device_id)
         assert rows, f"no ack for the program: {push.stdout}{push.stderr}"
-        # The agent does not apply programs yet: it must say so, and never claim "done".
-        assert rows[-1][1] in ("failed", "rejected"), rows
-        assert all(row[1] != "done" for row in rows)
-        assert push.returncode != 0
+        # A text-only program has nothing to fetch: accepted, then live at once.
+        assert [row[1] for row in rows] == ["accepted", "done"], rows
+        assert push.returncode == 0
+        status = json.loads(agent_cli("status", "--json", "--config", str(device.config)).stdout)
+        assert status["programs"] == {f"{PREFIX}/dev/{device.device_id}/program": 1}
+        assert status["now"]["screen"] == "tb-2026-1126-01"
 
         ghost = _ctl(broker, keyfile, "send", "dev:q10-p15-ghost-01", "ping", "--wait", "1")
         assert ghost.returncode == 4

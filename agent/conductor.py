@@ -1,0 +1,258 @@
+"""The conductor: programs, overrides and what plays, for the director.
+
+Runs only on the director's thread. A program is accepted (ack ``accepted``), its content is
+fetched by the ``Fetcher``, and only then does it go live (ack ``done``), in one transaction
+with its version; until then, and if it fails (ack ``failed``), the previous program keeps
+playing. ``play.now`` and ``emergency.start`` with files wait for them the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from agent.cache import ContentCache
+from agent.fetcher import ContentJob, ContentResult, Fetcher
+from agent.playlog import PlaylogRecorder
+from agent.programs import Program, Ranks, media_of, merge, parse
+from agent.protocol import Ack, Envelope, Media, ProgramBody, Status
+from agent.stage import Stage
+from agent.store import ProgramRow, Store
+
+log = logging.getLogger(__name__)
+FLUSH_AT = 50  # pending playlog entries that trigger a batch before the timer does
+Seen = tuple[str, float]
+
+
+class Conductor:
+    """Programs, overrides and the stage."""
+
+    def __init__(
+        self,
+        store: Store,
+        cache: ContentCache,
+        fetcher: Fetcher,
+        stage: Stage,
+        recorder: PlaylogRecorder,
+        ranks: Ranks,
+        ack: Callable[..., Ack],
+        event: Callable[[Literal["warning", "error"], str, str], None],
+        wake: Callable[[datetime | None], None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.fetcher = fetcher
+        self.stage = stage
+        self.recorder = recorder
+        self.ranks = ranks
+        self.ack = ack
+        self.event = event
+        self.wake = wake
+        self.clock = clock
+        self.live: dict[str, Program] = {}
+        self.pending: dict[str, Program] = {}
+        # Overrides waiting for their files: doc id -> (envelope, rank, received, seen).
+        self.waiting: dict[str, tuple[Envelope, int, datetime]] = {}
+
+    # ------------------------------------------------------------------ boot
+
+    def boot(self) -> None:
+        """Play from the cache: live programs and overrides as they were, before any network."""
+        now = self.clock()
+        self.recorder.recover()
+        for row in self.store.programs("live"):
+            program = parse(row, self.ranks.of_program(row.topic))
+            if program is not None:
+                self.live[row.topic] = program
+        self.stage.set_programs(merge(self.live.values()))
+        self.stage.restore_overrides(now)
+        for row in self.store.programs("pending"):
+            program = parse(row, self.ranks.of_program(row.topic))
+            if program is not None:
+                self.pending[row.topic] = program
+                self._fetch(program)
+        self.cache.set_keep(self.keep())
+        log.info(
+            "booted from cache: %d live programs, %d pending", len(self.live), len(self.pending)
+        )
+        self.reconcile()
+
+    # ------------------------------------------------------------------ documents
+
+    def on_program(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
+        body: ProgramBody = env.body
+        current = self.pending.get(topic)
+        if current is not None and current.body.version >= body.version:
+            return [
+                self.ack(
+                    env.id,
+                    Status.REJECTED,
+                    "stale",
+                    f"version {body.version} <= pending {current.body.version}",
+                    seen=seen,
+                )
+            ]
+        now = self.clock()
+        row = ProgramRow(
+            topic, "pending", env.id, body.version, env.model_dump_json().encode(), now.timestamp()
+        )
+        acks = []
+        if current is not None:
+            acks.append(
+                self.ack(
+                    current.row.doc_id,
+                    Status.FAILED,
+                    "superseded",
+                    f"version {body.version} arrived first",
+                    drop_programs=((topic, "pending"),),
+                )
+            )
+        missing = len([m for m in media_of(body) if not self.cache.has(m.sha256, m.size)])
+        acks.append(
+            self.ack(
+                env.id,
+                Status.ACCEPTED,
+                detail=f"version {body.version}: {missing} files to fetch",
+                seen=seen,
+                put_programs=(row,),
+            )
+        )
+        program = Program(row, body, self.ranks.of_program(topic))
+        self.pending[topic] = program
+        self.cache.set_keep(self.keep())
+        self._fetch(program)
+        return acks
+
+    def on_override(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
+        """``play.now`` or ``emergency.start``: in force at once, or once its files are here."""
+        rank = self.ranks.of_command(topic)
+        media = _bulletin_media(env)
+        now = self.clock()
+        if all(self.cache.has(m.sha256, m.size) for m in media):
+            ack = self.ack(env.id, Status.DONE, detail=_override_detail(env), seen=seen)
+            self.stage.add_override(env, rank, now, now)
+            self.reconcile()
+            return [ack]
+        ack = self.ack(env.id, Status.ACCEPTED, detail=f"{len(media)} files to fetch", seen=seen)
+        self.waiting[env.id] = (env, rank, now)
+        self.cache.set_keep(self.keep())
+        self.fetcher.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
+        return [ack]
+
+    def on_emergency_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
+        ref = env.body.ref
+        ended = self.stage.stop_emergency(ref, self.clock())
+        if ref is not None and ref in self.waiting:
+            del self.waiting[ref]
+            ended += 1
+        if ended == 0 and ref is not None:
+            return [
+                self.ack(
+                    env.id, Status.FAILED, "not_found", f"no emergency {ref} in force", seen=seen
+                )
+            ]
+        ack = self.ack(env.id, Status.DONE, detail=f"{ended} emergencies ended", seen=seen)
+        self.reconcile()
+        return [ack]
+
+    def on_content(self, result: ContentResult) -> None:
+        if result.topic.startswith("override:"):
+            self._override_content(result)
+            return
+        program = self.pending.get(result.topic)
+        if program is None or program.row.doc_id != result.doc_id:
+            return  # superseded meanwhile
+        del self.pending[result.topic]
+        if result.reason is not None:
+            self.ack(
+                result.doc_id,
+                Status.FAILED,
+                result.reason,
+                result.detail,
+                drop_programs=((result.topic, "pending"),),
+            )
+            self.event("warning", "program_failed", f"{result.doc_id}: {result.detail}")
+            return
+        now = self.clock()
+        live = ProgramRow(
+            result.topic,
+            "live",
+            program.row.doc_id,
+            program.row.version,
+            program.row.payload,
+            now.timestamp(),
+        )
+        self.ack(
+            result.doc_id,
+            Status.DONE,
+            detail=f"version {live.version} live ({result.transferred} bytes fetched)",
+            drop_programs=((result.topic, "pending"), (result.topic, "live")),
+            put_programs=(live,),
+            program=(result.topic, live.version, live.doc_id),
+        )
+        self.live[result.topic] = Program(live, program.body, program.rank)
+        self.cache.set_keep(self.keep())
+        self.stage.set_programs(merge(self.live.values()))
+        log.info("program %s v%d live on %s", live.doc_id, live.version, result.topic)
+        self.reconcile()
+
+    def _override_content(self, result: ContentResult) -> None:
+        waiting = self.waiting.pop(result.doc_id, None)
+        if waiting is None:
+            return
+        env, rank, received = waiting
+        if result.reason is not None:
+            self.ack(env.id, Status.FAILED, result.reason, result.detail)
+            return
+        self.ack(env.id, Status.DONE, detail=_override_detail(env))
+        self.stage.add_override(env, rank, received, self.clock())
+        self.reconcile()
+
+    # ------------------------------------------------------------------ playing
+
+    def on_player(self, payload: tuple[Any, str, Any, str]) -> None:
+        self.stage.finished(*payload)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        self.wake(self.stage.reconcile(self.clock()))
+        if self.recorder.pending_count() >= FLUSH_AT:
+            self.recorder.flush()
+
+    def keep(self) -> set[str]:
+        """Content that must not be evicted: live, pending and waiting documents' files."""
+        keep = {
+            m.sha256
+            for p in (*self.live.values(), *self.pending.values())
+            for m in media_of(p.body)
+        }
+        keep |= {m.sha256 for env, _, _ in self.waiting.values() for m in _bulletin_media(env)}
+        return keep
+
+    def close(self) -> None:
+        self.stage.close()
+        self.recorder.flush()
+
+    def _fetch(self, program: Program) -> None:
+        self.fetcher.submit(
+            ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body)))
+        )
+
+
+def _bulletin_media(env: Envelope) -> list[Media]:
+    bulletin = env.body.bulletin
+    found = []
+    for part in (bulletin.screen, bulletin.speaker):
+        if part is not None and part.media is not None and part.kind != "stream":
+            found.append(part.media)
+    return found
+
+
+def _override_detail(env: Envelope) -> str:
+    if env.type == "emergency.start":
+        return f"emergency in force until {env.expires_at}"
+    when = env.body.play_at or "now"
+    return f"playing {env.body.bulletin.id} at {when}"

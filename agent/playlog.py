@@ -1,0 +1,216 @@
+"""Proof of play: every play of a bulletin becomes a playlog entry, durably, before it is sent.
+
+The path of an entry, each step one SQLite transaction:
+
+1. ``started`` writes the play to ``playlog_open``;
+2. ``ended`` moves it to ``playlog_pending`` as a finished entry (``completed``, ``interrupted``
+   or ``failed``);
+3. ``flush`` moves up to ``max_entries`` pending entries into one outbox message on
+   ``dev/{device}/playlog``; the courier sends it and drops it on the broker's PUBACK.
+
+So an entry is never lost (it is always in exactly one table, or acknowledged) and never
+duplicated on the device; a redelivery after a lost PUBACK is made harmless by its id.
+
+Plays still open when the agent died (SIGKILL, power cut) are recorded as ``interrupted`` by
+``recover`` at the agent's next start. Their ``ended_at`` is the last time the agent was known to
+be running while they played: the last ``tick`` (or ``heartbeat``), ``started`` or ``ended`` of
+any play. Not the boot time: that would count the whole outage as play time (killed at 21:00,
+booted at 06:00: a nine-hour play), and on a board without a real-time clock the time at boot
+may be wrong until NTP has answered. So the recovered duration is a lower bound, short of the
+truth by at most one tick interval.
+
+The director's part: ``recover()`` once at boot; ``started``/``ended`` around every play;
+``tick()`` every few seconds (heartbeat and flush); ``flush()`` at once when ``pending_count()``
+reaches ``FLUSH_AT_PENDING``, and at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+
+from agent.protocol import Playlog, PlaylogEntry, Topics, format_time
+from agent.store import OpenPlay, OutboxMessage, Store
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["screen", "speaker"]
+Outcome = Literal["completed", "interrupted", "failed"]
+CHANNELS: tuple[str, ...] = get_args(Channel)
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+# The director flushes every few seconds, and at once when this many entries are pending.
+FLUSH_AT_PENDING = 50
+# Entries per playlog message: about 200 bytes each, far below any payload limit.
+MAX_ENTRIES = 100
+
+
+class Extensions(BaseModel):
+    """The optional fields ``ended`` accepts in ``extra`` (protocol extensions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start_error_ms: StrictInt | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def entry_id(device_id: str, at: datetime) -> str:
+    """A unique, time-ordered entry id: the device, milliseconds since 1970 and 40 random bits."""
+    return f"{device_id}-{int(at.timestamp() * 1000):011x}{secrets.token_hex(5)}"
+
+
+class PlaylogRecorder:
+    """Records plays in the store and batches them into the outbox.
+
+    Safe from any thread: its state is in the store, but for the set of plays it started itself
+    (so that ``recover`` never closes one of those).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        device_id: str,
+        topics: Topics,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.device_id = device_id
+        self.topic = topics.dev(device_id, "playlog")
+        self._clock = clock
+        self._mine: set[str] = set()  # plays started by this recorder and not ended yet
+
+    def _now(self) -> str:
+        return format_time(self._clock())
+
+    def recover(self) -> int:
+        """Record as ``interrupted`` the plays an earlier agent process left open; return how
+        many. Call once at boot, before the network; plays this recorder started are kept."""
+
+        def interrupted(play: OpenPlay) -> str:
+            return _entry_json(play, "interrupted", max(play.alive_at, play.started_at))
+
+        left = [p.id for p in self.store.open_plays() if p.id not in self._mine]
+        if not left:
+            return 0
+        try:
+            entries = self.store.end_plays(interrupted, ids=left)
+        except ValueError as exc:  # pydantic's ValidationError too: a damaged row
+            log.error("playlog: cannot recover the plays left open: %s", exc)
+            return 0
+        if entries:
+            log.warning(
+                "playlog: %d play(s) open when the agent stopped recorded as interrupted",
+                len(entries),
+            )
+        return len(entries)
+
+    def started(self, bulletin_id: str, channel: Channel, ref: str | None = None) -> str:
+        """A play began; return the token to pass to ``ended``. Durable when it returns."""
+        if channel not in CHANNELS:
+            raise ValueError(f"channel {channel!r}: one of {', '.join(CHANNELS)}")
+        if not bulletin_id:
+            raise ValueError("bulletin_id: must not be empty")
+        now = self._clock()
+        at = format_time(now)
+        play = OpenPlay(entry_id(self.device_id, now), bulletin_id, channel, ref, at, at)
+        try:
+            _entry_json(play, "completed", at)  # what ``ended`` will write must be valid
+        except ValidationError as exc:
+            raise ValueError(f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        self.store.open_play(play)
+        self._mine.add(play.id)
+        return play.id
+
+    def ended(
+        self, token: str, outcome: Outcome, extra: Mapping[str, Any] | None = None
+    ) -> PlaylogEntry | None:
+        """The play of ``token`` ended: its entry is pending (durably) when this returns.
+
+        ``extra`` holds optional entry fields (``start_error_ms``); an unknown key or a wrong
+        type raises ValueError. Returns the entry, or None when ``token`` is not open (ended
+        already, or recovered at boot), which is logged and otherwise ignored.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
+        try:
+            extensions = Extensions.model_validate(dict(extra or {}))
+        except ValidationError as exc:
+            raise ValueError(f"extra: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        now = self._now()
+
+        def finish(play: OpenPlay) -> str:
+            # A clock stepped back (NTP) must not make a play end before it started.
+            return _entry_json(play, outcome, max(now, play.started_at), extensions)
+
+        written = self.store.end_plays(finish, ids=[token], alive_at=now)
+        self._mine.discard(token)
+        if not written:
+            log.warning("playlog: play %s ended but is not open (ended already?)", token)
+            return None
+        return PlaylogEntry.model_validate_json(written[0])
+
+    def heartbeat(self) -> None:
+        """Note that the open plays are still playing (``tick`` does it)."""
+        self.store.touch_open_plays(self._now())
+
+    def tick(self) -> None:
+        """The periodic duty (every few seconds): ``heartbeat``, then ``flush`` until nothing
+        is pending."""
+        self.heartbeat()
+        while self.flush() == MAX_ENTRIES:
+            pass
+
+    def pending_count(self) -> int:
+        """Finished entries not yet moved to the outbox."""
+        return self.store.playlog_pending_count()
+
+    def open_plays(self) -> list[OpenPlay]:
+        """Plays started and not yet ended."""
+        return self.store.open_plays()
+
+    def flush(self, max_entries: int = MAX_ENTRIES) -> int:
+        """Move up to ``max_entries`` pending entries into one outbox message; return how many.
+
+        Call until it returns less than ``max_entries`` to empty the pending table.
+        """
+        if max_entries < 1:
+            raise ValueError("max_entries: must be at least 1")
+        return self.store.flush_playlog(max_entries, self._message, now=self._clock().timestamp())
+
+    def _message(self, raw: list[str]) -> OutboxMessage | None:
+        entries: list[PlaylogEntry] = []
+        for text in raw:
+            try:
+                entries.append(PlaylogEntry.model_validate_json(text))
+            except ValidationError as exc:
+                # Written by this module, so never expected; dropped rather than blocking the
+                # playlog forever.
+                log.error("playlog: dropping an unreadable pending entry: %s", exc)
+        if not entries:
+            return None
+        payload = Playlog(device=self.device_id, entries=entries).payload()
+        return ("playlog", self.topic, payload, 1)
+
+
+def _entry_json(
+    play: OpenPlay, outcome: str, ended_at: str, extensions: Extensions | None = None
+) -> str:
+    entry = PlaylogEntry.model_validate(
+        {
+            "id": play.id,
+            "bulletin": play.bulletin,
+            "channel": play.channel,
+            "started_at": play.started_at,
+            "ended_at": ended_at,
+            "outcome": outcome,
+            "ref": play.ref,
+            **(extensions.model_dump() if extensions else {}),
+        }
+    )
+    return entry.model_dump_json(exclude_none=True)

@@ -1,0 +1,268 @@
+"""The stage: turns arbitration decisions into player calls, and every showing into proof of play.
+
+Owned by the director and called only from its thread. It keeps what arbitration needs beyond
+the programs (overrides, the rotation cursor, the announcements already played) and persists
+the parts that must survive a power cut: an emergency in force is still in force after a
+reboot, and an announcement already played is not played again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from agent.arbiter import (
+    Announcement,
+    Cursor,
+    Decision,
+    Emergency,
+    PlayNow,
+    ScreenSlot,
+    World,
+    decide,
+)
+from agent.playlog import PlaylogRecorder
+from agent.programs import Merged
+from agent.protocol import Bulletin, Envelope, format_time, parse_time
+from agent.store import Store
+from player.base import Channel, Outcome, PlayItem, ScreenPlayer, SpeakerPlayer
+
+log = logging.getLogger(__name__)
+LEVELS = {"normal": 0, "priority": 1, "emergency": 2}
+PLAYED_MEMORY = timedelta(days=2)
+
+
+@dataclass
+class _Showing:
+    key: str
+    bulletin_id: str
+    token: str
+    until: datetime | None
+
+
+class Stage:
+    """Drives the screen and the speaker from ``decide()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        screen: ScreenPlayer,
+        speaker: SpeakerPlayer,
+        recorder: PlaylogRecorder,
+        media_path: Callable[[str], Path],
+        tz: ZoneInfo,
+    ) -> None:
+        self.store = store
+        self.screen = screen
+        self.speaker = speaker
+        self.recorder = recorder
+        self.media_path = media_path
+        self.world = World(tz=tz)
+        self.cursor = Cursor()
+        self.played: dict[str, datetime] = _load_played(store)
+        self.showing: _Showing | None = None
+        self.speaking: tuple[Announcement, str] | None = None  # (announcement, playlog token)
+        self.screen_on: bool | None = None
+        self.last: Decision | None = None
+        # The verified commands behind the overrides, persisted so that they survive a reboot.
+        self._docs: dict[str, tuple[Envelope, int, datetime]] = {}
+
+    # ------------------------------------------------------------------ inputs
+
+    def set_programs(self, merged: Merged) -> None:
+        self.world = replace(
+            self.world,
+            entries=merged.entries,
+            screen_hours=merged.screen_hours,
+            went_live_at=merged.went_live_at,
+        )
+        self.screen.set_ticker(merged.ticker)
+
+    def restore_overrides(self, now: datetime) -> None:
+        """Bring back the emergencies and play.now commands that were in force at shutdown."""
+        raw = self.store.get_setting("overrides")
+        if not raw:
+            return
+        for saved in json.loads(raw):
+            env = Envelope.model_validate_json(saved["doc"])
+            self.add_override(env, int(saved["rank"]), parse_time(saved["received_at"]), now)
+
+    def add_override(self, env: Envelope, rank: int, received: datetime, now: datetime) -> None:
+        """Start an ``emergency.start`` or ``play.now`` (already verified)."""
+        expires = parse_time(env.expires_at) if env.expires_at else None
+        if env.type == "emergency.start":
+            emergency = Emergency(
+                env.id, env.body.bulletin, rank, received, expires, env.body.repeat_every_s
+            )
+            self.world = replace(self.world, emergencies=(*self.world.emergencies, emergency))
+        elif env.type == "play.now":
+            play_at = parse_time(env.body.play_at) if env.body.play_at else received
+            item = PlayNow(
+                env.id,
+                env.body.bulletin,
+                rank,
+                parse_time(env.issued_at),
+                play_at,
+                env.body.repeat or 1,
+            )
+            self.world = replace(self.world, play_now=(*self.world.play_now, item))
+        self._docs[env.id] = (env, rank, received)
+        self._expire(now)
+
+    def stop_emergency(self, ref: str | None, now: datetime) -> int:
+        """End one emergency (or all); return how many ended."""
+        kept = tuple(e for e in self.world.emergencies if ref is not None and e.id != ref)
+        ended = len(self.world.emergencies) - len(kept)
+        for emergency in self.world.emergencies:
+            if emergency not in kept:
+                self._docs.pop(emergency.id, None)
+        self.world = replace(self.world, emergencies=kept)
+        self._expire(now)
+        return ended
+
+    def _expire(self, now: datetime) -> None:
+        """Drop overrides that can no longer matter, and persist the rest."""
+        emergencies = tuple(
+            e for e in self.world.emergencies if e.expires_at is None or e.expires_at > now
+        )
+        play_now = tuple(p for p in self.world.play_now if _play_now_end(p) > now)
+        live = {e.id for e in emergencies} | {p.id for p in play_now}
+        for doc_id in list(self._docs):
+            if doc_id not in live:
+                del self._docs[doc_id]
+        self.world = replace(self.world, emergencies=emergencies, play_now=play_now)
+        saved = [
+            {"doc": env.model_dump_json(), "rank": rank, "received_at": format_time(received)}
+            for env, rank, received in self._docs.values()
+        ]
+        self.store.record(settings={"overrides": json.dumps(saved)}, now=now.timestamp())
+
+    # ------------------------------------------------------------------ decisions
+
+    def reconcile(self, now: datetime) -> datetime | None:
+        """Decide and make the players follow; return when to decide again."""
+        self._expire_quietly(now)
+        world = replace(self.world, played=frozenset(self.played))
+        decision = decide(world, self.cursor, now)
+        self.cursor = decision.cursor
+        self.last = decision
+        if decision.screen_on != self.screen_on:
+            self.screen.set_power(decision.screen_on)
+            self.screen_on = decision.screen_on
+        self._follow_screen(decision.screen, now)
+        self._follow_speaker(decision.speaker_queue, now)
+        return decision.next_change
+
+    def _expire_quietly(self, now: datetime) -> None:
+        ended = any(
+            e.expires_at is not None and e.expires_at <= now for e in self.world.emergencies
+        )
+        if ended or any(_play_now_end(p) <= now for p in self.world.play_now):
+            self._expire(now)
+
+    def _follow_screen(self, slot: ScreenSlot | None, now: datetime) -> None:
+        key = _slot_key(slot, self.cursor) if slot is not None else None
+        if self.showing is not None and self.showing.key == key:
+            return
+        if self.showing is not None:
+            done = self.showing.until is not None and self.showing.until <= now
+            self.recorder.ended(self.showing.token, "completed" if done else "interrupted")
+            self.showing = None
+        if slot is None or key is None:
+            self.screen.show(None)
+            return
+        item = self._item(slot.bulletin, "screen", key, slot.origin, slot.until)
+        self.screen.show(item)
+        token = self.recorder.started(slot.bulletin.id, "screen", slot.ref)
+        self.showing = _Showing(key, slot.bulletin.id, token, slot.until)
+
+    def _follow_speaker(self, queue: tuple[Announcement, ...], now: datetime) -> None:
+        if self.speaking is not None:
+            current, _ = self.speaking
+            if queue and _level(queue[0]) > _level(current):
+                # Only a higher level cuts in (an emergency interrupts everything at once).
+                self.speaker.stop()  # reports "interrupted" through finished()
+            return
+        if not queue:
+            return
+        nxt = queue[0]
+        self._mark_played(nxt.key, now)
+        item = self._item(nxt.bulletin, "speaker", nxt.key, nxt.origin, None)
+        token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
+        self.speaking = (nxt, token)
+        self.speaker.play(item)
+
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
+        """A player reports the end of an item (on the director's thread)."""
+        if channel == "speaker" and self.speaking is not None and self.speaking[0].key == key:
+            _, token = self.speaking
+            self.speaking = None
+            self.recorder.ended(token, outcome)
+            if outcome == "failed":
+                log.warning("speaker failed on %s: %s", key, detail)
+        elif channel == "screen" and self.showing is not None and self.showing.key == key:
+            self.recorder.ended(self.showing.token, outcome)
+            self.showing = None
+
+    def close(self) -> None:
+        """End the open showings (interrupted) before the agent stops."""
+        if self.showing is not None:
+            self.recorder.ended(self.showing.token, "interrupted")
+            self.showing = None
+        if self.speaking is not None:
+            self.recorder.ended(self.speaking[1], "interrupted")
+            self.speaking = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def now_playing(self) -> tuple[str | None, str | None]:
+        screen = self.showing.bulletin_id if self.showing is not None else None
+        speaker = self.speaking[0].bulletin.id if self.speaking is not None else None
+        return screen, speaker
+
+    def _item(
+        self, bulletin: Bulletin, channel: Channel, key: str, origin: str, until: datetime | None
+    ) -> PlayItem:
+        media = {}
+        for part in (bulletin.screen if channel == "screen" else bulletin.speaker,):
+            if part is not None and part.media is not None and part.kind != "stream":
+                media[part.media.sha256] = self.media_path(part.media.sha256)
+        return PlayItem(bulletin, channel, key, origin, media, until)
+
+    def _mark_played(self, key: str, now: datetime) -> None:
+        self.played[key] = now
+        horizon = now - PLAYED_MEMORY
+        self.played = {k: t for k, t in self.played.items() if t > horizon}
+        saved = {k: format_time(t) for k, t in self.played.items()}
+        self.store.record(settings={"played": json.dumps(saved)}, now=now.timestamp())
+
+
+def _load_played(store: Store) -> dict[str, datetime]:
+    raw = store.get_setting("played")
+    if not raw:
+        return {}
+    return {k: parse_time(v) for k, v in json.loads(raw).items()}
+
+
+def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
+    if slot.origin == "rotation":
+        since = cursor.since.isoformat() if cursor.since else "-"
+        return f"rotation|{slot.ref}|{slot.bulletin.id}|{since}"
+    until = slot.until.isoformat() if slot.until else "-"
+    return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{until}"
+
+
+def _level(item: Announcement) -> int:
+    return LEVELS[str(item.bulletin.level)]
+
+
+def _play_now_end(item: PlayNow) -> datetime:
+    screen = item.bulletin.screen
+    length_ms = (screen.duration_ms if screen is not None else 0) * item.repeat
+    # Speaker parts may still be waiting to start within the grace period.
+    return item.play_at + max(timedelta(milliseconds=length_ms), timedelta(minutes=10))

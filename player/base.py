@@ -1,0 +1,62 @@
+"""The interfaces through which the director drives the screen and the speaker.
+
+A player runs its own thread (or none); it reports the end of what it played through
+``PlayerEvents.finished``, which must not block (the director puts it on its queue).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol
+
+from agent.protocol import Bulletin
+
+Channel = Literal["screen", "speaker"]
+Outcome = Literal["completed", "interrupted", "failed"]
+
+
+@dataclass(frozen=True)
+class PlayItem:
+    """One thing to show or play: a bulletin's screen or speaker part, with its cached files."""
+
+    bulletin: Bulletin
+    channel: Channel
+    key: str  # unique per showing / announcement occurrence
+    origin: str  # rotation, scheduled, play_now, emergency
+    media: dict[str, Path] = field(default_factory=dict)  # sha256 -> file in the content cache
+    until: datetime | None = None  # screen: when the slot ends, if known
+
+
+class PlayerEvents(Protocol):
+    """Where players report; called from any thread, must not block."""
+
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None: ...
+
+
+class ScreenPlayer(Protocol):
+    """The public screen."""
+
+    def show(self, item: PlayItem | None) -> None:
+        """Show ``item`` now (None: the idle screen); replaces what is shown without a gap."""
+
+    def set_ticker(self, lines: tuple[str, ...]) -> None:
+        """The scrolling ticker's lines (empty: no ticker)."""
+
+    def set_power(self, on: bool) -> None:
+        """Switch the screen (and its backlight or HDMI sink) on or off."""
+
+    def close(self) -> None: ...
+
+
+class SpeakerPlayer(Protocol):
+    """The loudspeakers."""
+
+    def play(self, item: PlayItem) -> None:
+        """Start ``item``; ``finished`` reports its end (completed, or failed with a reason)."""
+
+    def stop(self) -> None:
+        """Interrupt what is playing; ``finished`` reports it as interrupted."""
+
+    def close(self) -> None: ...

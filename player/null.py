@@ -1,0 +1,93 @@
+"""Players for a box with no screen or speaker attached (or before the real ones exist).
+
+They log what they would do and keep honest time: a speaker item "plays" for as long as it
+would take to say its text, so the director's timing and proof of play stay realistic.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from player.base import PlayerEvents, PlayItem
+
+log = logging.getLogger(__name__)
+CHARS_PER_SECOND = 14.0  # a calm announcer's pace in Vietnamese
+MIN_S, MAX_S = 2.0, 600.0
+
+
+def speaking_time_s(item: PlayItem) -> float:
+    """How long an announcement takes, estimated from its text (media: a fixed minimum)."""
+    part = item.bulletin.speaker
+    text = part.text if part is not None and part.text else ""
+    return min(MAX_S, max(MIN_S, len(text) / CHARS_PER_SECOND))
+
+
+class NullScreen:
+    """Logs what the screen would show."""
+
+    def __init__(self) -> None:
+        self.current: PlayItem | None = None
+        self.on = True
+
+    def show(self, item: PlayItem | None) -> None:
+        self.current = item
+        if item is None:
+            log.info("screen: idle")
+        else:
+            log.info("screen: %s (%s) %s", item.bulletin.id, item.origin, item.bulletin.title)
+
+    def set_ticker(self, lines: tuple[str, ...]) -> None:
+        log.debug("screen ticker: %d lines", len(lines))
+
+    def set_power(self, on: bool) -> None:
+        if on != self.on:
+            log.info("screen power %s", "on" if on else "off")
+        self.on = on
+
+    def close(self) -> None:
+        self.current = None
+
+
+class NullSpeaker:
+    """Logs what the speaker would say, and reports it finished after its speaking time."""
+
+    def __init__(self, events: PlayerEvents, time_scale: float = 1.0) -> None:
+        self.events = events
+        self.time_scale = time_scale
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._current: PlayItem | None = None
+
+    def play(self, item: PlayItem) -> None:
+        self.stop()
+        seconds = speaking_time_s(item) * self.time_scale
+        log.info("speaker: %s (%s) for %.1f s", item.bulletin.id, item.origin, seconds)
+        timer = threading.Timer(seconds, self._done, args=(item,))
+        timer.daemon = True
+        with self._lock:
+            self._current, self._timer = item, timer
+        timer.start()
+
+    def _done(self, item: PlayItem) -> None:
+        with self._lock:
+            if self._current is not item:
+                return
+            self._current, self._timer = None, None
+        self.events.finished("speaker", item.key, "completed", "")
+
+    def stop(self) -> None:
+        with self._lock:
+            item, timer = self._current, self._timer
+            self._current, self._timer = None, None
+        if timer is not None:
+            timer.cancel()
+        if item is not None:
+            self.events.finished("speaker", item.key, "interrupted", "")
+
+    def close(self) -> None:
+        with self._lock:
+            timer = self._timer
+            self._current, self._timer = None, None
+        if timer is not None:
+            timer.cancel()
