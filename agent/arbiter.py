@@ -334,6 +334,9 @@ def _alert_queue(
     if alert is None or alert.started_at is None:
         return []
     due = alert.started_at
+    if due > now:  # a program that went live "later" (a clock step): wait for it
+        changes.append(due)
+        return []
     if alert.repeat_every_s is not None and alert.repeat_every_s > 0:
         every = timedelta(seconds=alert.repeat_every_s)
         due += every * ((now - alert.started_at) // every)

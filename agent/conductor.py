@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from agent.cache import ContentCache
-from agent.fetcher import ContentJob, ContentResult, Fetcher
+from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Program, Ranks, media_of, merge, parse
 from agent.protocol import Ack, Envelope, Media, ProgramBody, Status
@@ -33,7 +33,7 @@ class Conductor:
         self,
         store: Store,
         cache: ContentCache,
-        fetcher: Fetcher,
+        submit: Callable[[ContentJob], None],
         stage: Stage,
         recorder: PlaylogRecorder,
         ranks: Ranks,
@@ -44,7 +44,7 @@ class Conductor:
     ) -> None:
         self.store = store
         self.cache = cache
-        self.fetcher = fetcher
+        self.submit = submit  # hands a job to the Fetcher's thread
         self.stage = stage
         self.recorder = recorder
         self.ranks = ranks
@@ -139,7 +139,7 @@ class Conductor:
         ack = self.ack(env.id, Status.ACCEPTED, detail=f"{len(media)} files to fetch", seen=seen)
         self.waiting[env.id] = (env, rank, now)
         self.cache.set_keep(self.keep())
-        self.fetcher.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
+        self.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
         return [ack]
 
     def on_emergency_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
@@ -237,7 +237,7 @@ class Conductor:
         self.recorder.flush()
 
     def _fetch(self, program: Program) -> None:
-        self.fetcher.submit(
+        self.submit(
             ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body)))
         )
 

@@ -253,7 +253,7 @@ def build_conductor(
     return Conductor(
         store,
         fetcher.cache,
-        fetcher,
+        fetcher.submit,
         stage,
         recorder,
         ranks,

@@ -1,0 +1,361 @@
+"""Programs, overrides and the stage, driven through the director with a fake clock.
+
+The players are honest recording fakes (they keep what they were told and finish when the
+test says so); the store, the content cache and the arbitration are the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.cache import ContentCache
+from agent.conductor import Conductor
+from agent.fetcher import ContentJob, ContentResult
+from agent.playlog import PlaylogRecorder
+from agent.programs import Ranks
+from agent.stage import Stage
+from agent.store import Store
+from player.base import Channel, Outcome, PlayItem
+from tests.unit.fakes import (
+    DEVICE,
+    GROUPS,
+    PREFIX,
+    TOPICS,
+    Rig,
+    Signer,
+    agent_config,
+    document,
+    make_rig,
+)
+
+DEV_PROGRAM = TOPICS.dev(DEVICE, "program")
+WARD_PROGRAM = TOPICS.grp(GROUPS[0], "program")
+
+
+@dataclass
+class RecordingScreen:
+    shown: list[PlayItem | None] = field(default_factory=list)
+    power: list[bool] = field(default_factory=list)
+    ticker: tuple[str, ...] = ()
+
+    def show(self, item: PlayItem | None) -> None:
+        self.shown.append(item)
+
+    def set_ticker(self, lines: tuple[str, ...]) -> None:
+        self.ticker = lines
+
+    def set_power(self, on: bool) -> None:
+        self.power.append(on)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def current(self) -> str | None:
+        item = self.shown[-1] if self.shown else None
+        return item.bulletin.id if item is not None else None
+
+
+@dataclass
+class RecordingSpeaker:
+    played: list[PlayItem] = field(default_factory=list)
+    stopped: int = 0
+    finished: list[tuple[Channel, str, Outcome, str]] = field(default_factory=list)
+    current: PlayItem | None = None
+
+    def play(self, item: PlayItem) -> None:
+        self.played.append(item)
+        self.current = item
+
+    def stop(self) -> None:
+        self.stopped += 1
+        if self.current is not None:
+            self.finished.append(("speaker", self.current.key, "interrupted", ""))
+            self.current = None
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Show:
+    rig: Rig
+    conductor: Conductor
+    screen: RecordingScreen
+    speaker: RecordingSpeaker
+    cache: ContentCache
+    jobs: list[ContentJob]
+    wakes: list[datetime | None]
+
+    def program(
+        self,
+        version: int,
+        bulletins: list[dict[str, Any]],
+        topic: str = DEV_PROGRAM,
+        doc_id: str | None = None,
+    ) -> str:
+        target = f"dev:{DEVICE}" if topic == DEV_PROGRAM else f"grp:{topic.split('/')[-2]}"
+        doc_id = doc_id or f"prog-{version:06d}-{topic.split('/')[-2]}"
+        body = {"version": version, "bulletins": bulletins, "ticker": ["Phường 12 thông báo"]}
+        self.rig.send(
+            self.rig.signer.payload(document("program", body, target=target, doc_id=doc_id)),
+            topic=topic,
+        )
+        return doc_id
+
+    def command(self, doc_type: str, body: dict[str, Any], doc_id: str) -> None:
+        self.rig.send(self.rig.signer.payload(document(doc_type, body, doc_id=doc_id)))
+
+    def run_jobs(self, fail: str | None = None) -> None:
+        """Do what the fetcher thread would: the files are already cached or missing."""
+        while self.jobs:
+            job = self.jobs.pop(0)
+            missing = [m for m in job.media if not self.cache.has(m.sha256, m.size)]
+            reason = fail or ("download_failed" if missing else None)
+            self.conductor.on_content(ContentResult(job.topic, job.doc_id, reason, "test", 0))
+
+    def speaker_done(self) -> None:
+        item = self.speaker.current
+        assert item is not None
+        self.speaker.current = None
+        self.conductor.on_player(("speaker", item.key, "completed", ""))
+
+    def flush_interrupts(self) -> None:
+        while self.speaker.finished:
+            self.conductor.on_player(self.speaker.finished.pop(0))
+
+    def at(self, seconds: float) -> None:
+        self.rig.clock.advance(seconds)
+        self.conductor.reconcile()
+
+    def status(self) -> dict[str, Any]:
+        return self.rig.director.status().model_dump(mode="json")
+
+
+def text(bid: str, level: str = "normal", ms: int = 10000, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": bid,
+        "title": f"Bản tin {bid}",
+        "level": level,
+        "screen": {"kind": "text", "text": f"Nội dung {bid}", "duration_ms": ms},
+        **extra,
+    }
+
+
+def spoken(bid: str, level: str = "normal", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": bid,
+        "title": f"Loa {bid}",
+        "level": level,
+        "speaker": {"kind": "tts", "text": f"Kính thưa bà con, {bid}."},
+        **extra,
+    }
+
+
+def make_show(tmp_path: Path, store: Store) -> Show:
+    signer = Signer()
+    config = agent_config(tmp_path, signer)
+    rig = make_rig(store, config, signer)
+    screen, speaker = RecordingScreen(), RecordingSpeaker()
+    cache = ContentCache(tmp_path / "cache", 1 << 30)
+    recorder = PlaylogRecorder(store, DEVICE, TOPICS, rig.clock)
+    stage = Stage(store, screen, speaker, recorder, cache.path, ZoneInfo("Asia/Ho_Chi_Minh"))
+    jobs: list[ContentJob] = []
+    wakes: list[datetime | None] = []
+    conductor = Conductor(
+        store,
+        cache,
+        jobs.append,
+        stage,
+        recorder,
+        Ranks(TOPICS, DEVICE, GROUPS),
+        rig.director.ack,
+        rig.director.event,
+        wakes.append,
+        rig.clock,
+    )
+    rig.director.conductor = conductor
+    conductor.boot()
+    return Show(rig, conductor, screen, speaker, cache, jobs, wakes)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "state" / "agent.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def show(tmp_path: Path, store: Store) -> Show:
+    return make_show(tmp_path, store)
+
+
+def statuses(show: Show, doc_id: str) -> list[tuple[str, str | None]]:
+    return [(a["status"], a["reason"]) for a in show.rig.acks(doc_id)]
+
+
+def test_a_program_goes_live_only_when_its_content_is_here(show: Show) -> None:
+    doc = show.program(1, [text("a"), text("b")])
+    assert statuses(show, doc) == [("accepted", None)]
+    assert show.screen.current is None  # nothing live yet: the idle screen
+    show.run_jobs()
+    assert statuses(show, doc) == [("accepted", None), ("done", None)]
+    assert show.screen.current == "a"
+    assert show.screen.ticker == ("Phường 12 thông báo",)
+    status = show.status()
+    assert status["programs"] == {DEV_PROGRAM: 1}
+    assert status["now"]["screen"] == "a"
+    assert show.wakes[-1] == show.rig.clock() + timedelta(seconds=10)
+    show.at(10)
+    assert show.screen.current == "b"
+
+
+def test_a_failed_program_leaves_the_old_one_live(show: Show) -> None:
+    show.program(1, [text("old")])
+    show.run_jobs()
+    doc = show.program(2, [text("new")])
+    show.run_jobs(fail="hash_mismatch")
+    assert statuses(show, doc) == [("accepted", None), ("failed", "hash_mismatch")]
+    assert show.screen.current == "old"
+    assert show.status()["programs"] == {DEV_PROGRAM: 1}
+    assert [e["code"] for e in show.rig.events()] == ["program_failed"]
+
+
+def test_missing_media_keeps_the_program_pending_then_failed(show: Show) -> None:
+    data = b"\x89PNG fake image bytes"
+    media = {
+        "url": "https://media.example.vn/a.png",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "mime": "image/png",
+    }
+    image = {"id": "img", "title": "Ảnh", "screen": {"kind": "image", "media": media}}
+    doc = show.program(1, [image])
+    assert len(show.jobs) == 1 and show.jobs[0].media[0].sha256 == media["sha256"]
+    show.run_jobs()
+    assert statuses(show, doc)[-1] == ("failed", "download_failed")
+    assert show.status()["programs"] == {}
+
+
+def test_a_newer_version_supersedes_a_pending_one_and_an_older_is_stale(show: Show) -> None:
+    first = show.program(3, [text("three")])
+    second = show.program(4, [text("four")])
+    assert statuses(show, first) == [("accepted", None), ("failed", "superseded")]
+    older = show.program(2, [text("two")], doc_id="prog-older-000002")
+    assert statuses(show, older) == [("rejected", "stale")]
+    show.run_jobs()
+    assert statuses(show, second)[-1] == ("done", None)
+    assert show.screen.current == "four"
+
+
+def test_the_device_program_goes_before_the_ward_program(show: Show) -> None:
+    show.program(1, [text("ward-item"), text("ward-item-2")], topic=WARD_PROGRAM)
+    show.program(1, [text("device-item")])
+    show.run_jobs()
+    # The ward program went live first; the rotation carries on from there, and each new
+    # cycle starts with the device's own item.
+    seen = [show.screen.current]
+    for _ in range(4):
+        show.at(10)
+        seen.append(show.screen.current)
+    assert seen == ["ward-item", "ward-item-2", "device-item", "ward-item", "ward-item-2"]
+
+
+def test_emergency_takes_over_and_the_program_resumes_where_it_was(show: Show) -> None:
+    show.program(1, [text("a", ms=20000), spoken("loa")])
+    show.run_jobs()
+    assert show.speaker.current is not None  # the unscheduled announcement plays at go-live
+    show.at(5)
+    alert = {
+        "id": "bao-so-9",
+        "title": "Bão số 9",
+        "level": "emergency",
+        "screen": {"kind": "text", "text": "Sơ tán ngay"},
+        "speaker": {"kind": "tts", "text": "Bão số 9 đổ bộ, sơ tán ngay."},
+    }
+    show.command("emergency.start", {"bulletin": alert, "repeat_every_s": 600}, "emerg-000001")
+    assert statuses(show, "emerg-000001") == [("done", None)]
+    assert show.screen.current == "bao-so-9"
+    assert show.speaker.stopped == 1  # the announcement was cut at once
+    show.flush_interrupts()
+    assert show.speaker.current is not None
+    assert show.speaker.current.bulletin.id == "bao-so-9"
+    show.speaker_done()
+    show.at(60)
+    show.command("emergency.stop", {"ref": "emerg-000001"}, "emerg-stop-01")
+    assert statuses(show, "emerg-stop-01") == [("done", None)]
+    assert show.screen.current == "a"
+    assert show.rig.director.conductor is not None
+    cursor = show.rig.director.conductor.stage.cursor
+    assert cursor.remaining_ms == 15000  # 5 s of 20 s had been shown
+
+
+def test_an_emergency_survives_a_restart(tmp_path: Path, store: Store) -> None:
+    show = make_show(tmp_path, store)
+    show.program(1, [text("a")])
+    show.run_jobs()
+    alert = {
+        "id": "lu-quet",
+        "title": "Lũ quét",
+        "level": "emergency",
+        "screen": {"kind": "text", "text": "Tránh xa bờ suối"},
+    }
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000002")
+    assert show.screen.current == "lu-quet"
+    again = make_show(tmp_path, store)  # a new process on the same state
+    assert again.screen.current == "lu-quet"
+    again.command("emergency.stop", {}, "emerg-stop-02")
+    assert again.screen.current == "a"
+
+
+def test_stopping_an_unknown_emergency_fails(show: Show) -> None:
+    show.command("emergency.stop", {"ref": "no-such-alert"}, "emerg-stop-03")
+    assert statuses(show, "emerg-stop-03") == [("failed", "not_found")]
+
+
+def test_play_now_preempts_the_rotation_for_its_duration(show: Show) -> None:
+    show.program(1, [text("a", ms=60000)])
+    show.run_jobs()
+    show.command("play.now", {"bulletin": text("ngay", ms=5000), "repeat": 2}, "playnow-0001")
+    assert show.screen.current == "ngay"
+    show.at(10)
+    assert show.screen.current == "a"
+
+
+def test_every_showing_becomes_a_playlog_entry(show: Show) -> None:
+    show.program(1, [text("a", ms=1000), text("b", ms=1000)])
+    show.run_jobs()
+    for _ in range(4):
+        show.at(1)
+    show.conductor.close()
+    [(_, payload)] = show.rig.outbox("/playlog")
+    entries = json.loads(payload)["entries"]
+    assert [(e["bulletin"], e["outcome"]) for e in entries] == [
+        ("a", "completed"),
+        ("b", "completed"),
+        ("a", "completed"),
+        ("b", "completed"),
+        ("a", "interrupted"),
+    ]
+    assert len({e["id"] for e in entries}) == 5
+    assert all(e["channel"] == "screen" for e in entries)
+
+
+def test_a_restart_plays_the_live_program_from_the_store(tmp_path: Path, store: Store) -> None:
+    show = make_show(tmp_path, store)
+    show.program(1, [text("a"), text("b")])
+    show.run_jobs()
+    again = make_show(tmp_path, store)
+    assert again.screen.current == "a"
+    assert again.status()["programs"] == {DEV_PROGRAM: 1}
+    assert PREFIX in DEV_PROGRAM
