@@ -4,6 +4,28 @@
 active overrides, the rotation's place, the clock) and returns a ``Decision`` with the time of
 the next change. The director calls it whenever something happens and at each ``next_change``;
 tests drive it with a fake clock.
+
+The rules, where PROTOCOL.md leaves a choice:
+
+- An entry is valid while ``valid_from`` ≤ now < ``valid_until``. Several entries with one
+  bulletin id (the same bulletin in two programs) count once: the most specific source's.
+- Emergencies: the ``emergency.start`` commands in force (``started_at`` ≤ now <
+  ``expires_at``) and the valid program entries of level ``emergency`` (whatever their
+  schedule), which start at max(``valid_from``, ``went_live_at``). The winner is the most
+  specific source, then the most recently started; it is chosen per channel among those that
+  have that part (a speaker-only emergency still takes the screen if none has a screen part).
+  Only the speaker winner's announcement is queued: its latest occurrence (``started_at``, then
+  every ``repeat_every_s``), within grace, never a backlog.
+- Screen, by precedence: emergency, then ``play.now`` (level, source, latest issued), then a
+  scheduled occurrence's screen part from its due time for its duration (level, source, latest
+  due), then the rotation. While one of the first three shows, the rotation's cursor is paused
+  where the rotation was when it began. Command bulletins ignore their validity windows.
+- Announcements: each scheduled bulletin's latest occurrence (local wall time in ``world.tz``,
+  ISO weekday of the local date) if within grace; each ``play.now`` with a speaker part,
+  ``repeat`` times; each unscheduled speaker part once, due at max(``went_live_at``,
+  ``valid_from``). Ordered by level, source, due time, program order.
+- A wall time skipped by a clock change happens at the jump; a repeated one, the first time.
+  Screen hours switch at those instants, so a night when clocks go back switches only once.
 """
 
 from __future__ import annotations

@@ -222,6 +222,10 @@ class Conductor:
         if self.recorder.pending_count() >= FLUSH_AT:
             self.recorder.flush()
 
+    def versions(self) -> dict[str, int]:
+        """The live program version of each topic."""
+        return {topic: p.row.version for topic, p in self.live.items()}
+
     def keep(self) -> set[str]:
         """Content that must not be evicted: live, pending and waiting documents' files."""
         keep = {
@@ -237,9 +241,7 @@ class Conductor:
         self.recorder.flush()
 
     def _fetch(self, program: Program) -> None:
-        self.submit(
-            ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body)))
-        )
+        self.submit(ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body))))
 
 
 def _bulletin_media(env: Envelope) -> list[Media]:
@@ -254,5 +256,5 @@ def _bulletin_media(env: Envelope) -> list[Media]:
 def _override_detail(env: Envelope) -> str:
     if env.type == "emergency.start":
         return f"emergency in force until {env.expires_at}"
-    when = env.body.play_at or "now"
-    return f"playing {env.body.bulletin.id} at {when}"
+    when = f"at {env.body.play_at}" if env.body.play_at else "now"
+    return f"playing {env.body.bulletin.id} {when}"

@@ -191,6 +191,7 @@ def run(config: AgentConfig, config_path: Path) -> int:
         wake.stop()
         fetcher.stop()
         conductor.close()
+        director.publish_status()  # the last word: nothing is playing any more
         fetcher.cache.close()
         _flush(director, link)
         link.stop(offline=settings.will)

@@ -119,6 +119,7 @@ class Director:
         self.reconnects: Callable[[], int] = lambda: 0
         self.exit_reason: str | None = None
         self.conductor: Conductor | None = None
+        self._reported: object = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
 
     # ------------------------------------------------------------------ wiring
@@ -154,8 +155,18 @@ class Director:
                 self.handle(kind, payload)
             except Exception:
                 log.exception("director failed to handle %s", kind)
+            self.report_changes()
             self.pump()
         return self.exit_reason
+
+    def report_changes(self) -> None:
+        """Publish the status as soon as what plays or which programs are live changes."""
+        if self.conductor is None:
+            return
+        shown = (self.conductor.stage.now_playing(), self.conductor.versions())
+        if shown != self._reported:
+            self._reported = shown
+            self.publish_status()
 
     def _due_tickers(self) -> float:
         now = self.monotonic()

@@ -21,6 +21,7 @@ from agent.arbiter import (
     Cursor,
     Decision,
     Emergency,
+    Entry,
     PlayNow,
     ScreenSlot,
     World,
@@ -184,8 +185,10 @@ class Stage:
     def _follow_speaker(self, queue: tuple[Announcement, ...], now: datetime) -> None:
         if self.speaking is not None:
             current, _ = self.speaking
-            if queue and _level(queue[0]) > _level(current):
-                # Only a higher level cuts in (an emergency interrupts everything at once).
+            cut_in = queue and _level(queue[0]) > _level(current)
+            # Only a higher level cuts in (an emergency interrupts everything at once); and a
+            # cancelled or expired emergency stops sounding at once.
+            if cut_in or not self._in_force(current, now):
                 self.speaker.stop()  # reports "interrupted" through finished()
             return
         if not queue:
@@ -196,6 +199,17 @@ class Stage:
         token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
         self.speaking = (nxt, token)
         self.speaker.play(item)
+
+    def _in_force(self, item: Announcement, now: datetime) -> bool:
+        """Whether an emergency announcement's emergency still holds (others always do)."""
+        if item.origin != "emergency":
+            return True
+        if any(e.id == item.ref for e in self.world.emergencies):
+            return True
+        return any(
+            entry.ref == item.ref and entry.bulletin.id == item.bulletin.id and _valid(entry, now)
+            for entry in self.world.entries
+        )
 
     def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
         """A player reports the end of an item (on the director's thread)."""
@@ -255,6 +269,13 @@ def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
         return f"rotation|{slot.ref}|{slot.bulletin.id}|{since}"
     until = slot.until.isoformat() if slot.until else "-"
     return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{until}"
+
+
+def _valid(entry: Entry, now: datetime) -> bool:
+    bulletin = entry.bulletin
+    starts = parse_time(bulletin.valid_from) if bulletin.valid_from else None
+    ends = parse_time(bulletin.valid_until) if bulletin.valid_until else None
+    return (starts is None or starts <= now) and (ends is None or now < ends)
 
 
 def _level(item: Announcement) -> int:

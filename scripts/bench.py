@@ -11,7 +11,17 @@ drift hits them alike:
 - command → ack round trip, one signed ping at a time (publish, wait for its ack, next), p50/p99;
 - resident memory of the agent and of the echo client, settled and peak;
 - the two costs inside the agent that the round trip is made of (measured in-process with the
-  agent's own classes, on the same disk): verifying a signed document, and the durable writes.
+  agent's own classes, on the same disk): verifying a signed document, and the durable writes;
+- a program update that changes one item of twenty: a program of 20 bulletins, each with its own
+  media file (100–300 KB of random bytes) on a local HTTP server that counts every byte it sends,
+  goes live (ack ``done``); then version 2, in which one bulletin's file changed. The figure is
+  the bytes the server sent for version 2, headers included, divided by the changed file's size
+  (goal ≤ 1.01: only the changed file travels);
+- boot to the first play decision from the cache with the broker unreachable: the same agent,
+  stopped, is started again (a few times) with its broker URL pointing at a port where nobody
+  listens; the time from starting the process to the null screen's log line ``screen: <id>`` of
+  the live program (goal ≤ 1.5 s, p50), against the floor of the same interpreter importing
+  ``agent.daemon`` and printing the time.
 
 Where the time goes. The agent makes every command durable before it answers: per ping it
 commits twice to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
@@ -42,6 +52,8 @@ import json
 import os
 import platform
 import pstats
+import random
+import re
 import shutil
 import socket
 import statistics
@@ -67,6 +79,8 @@ from harness import (
     Agent,
     Broker,
     HarnessError,
+    MediaServer,
+    free_port,
     proc_status_kib,
     raise_on_termination,
     spawn,
@@ -75,7 +89,7 @@ from harness import (
     wait_for,
 )
 
-from agent.controlplane import SigningKey, device_config, make_document
+from agent.controlplane import FINAL, SigningKey, device_config, make_document
 from agent.protocol import Topics
 from agent.signing import b64url_decode, signing_input
 from agent.store import Store
@@ -89,6 +103,15 @@ WARMUP = 50
 BLOCK = 100  # pings per block; agent and floor blocks alternate
 SETTLE_S = 2.0
 PING_TIMEOUT_S = 10.0
+PROGRAM_ITEMS = 20  # bulletins in the program, one media file each
+PROGRAM_TIMEOUT_S = 120.0
+BOOTS = 5  # measured boots from the cache (after one that is not measured)
+BOOT_TIMEOUT_S = 30.0
+# The null screen's log line for the first thing shown ("screen: idle" is no play decision).
+SCREEN_LINE_RE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO player\.null: screen: (?!idle$)(\S+)", re.M
+)
+BOOTED_RE = re.compile(r"booted from cache: (\d+) live programs")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -138,6 +161,8 @@ class Pinger:
         self.client.on_subscribe = self._on_subscribe
         self._want: tuple[str, bytes] = ("", b"")
         self._arrived = 0.0
+        self._watch: tuple[str, Callable[[bytes], bool]] | None = None
+        self._caught: bytes | None = None
         self._subscribed = False
         self.client.connect("127.0.0.1", port, keepalive=60)
         # The instrument must not add Nagle delays of its own (paho does not disable Nagle).
@@ -154,6 +179,9 @@ class Pinger:
         topic, token = self._want
         if msg.topic == topic and token in msg.payload:
             self._arrived = time.perf_counter()
+        watch = self._watch
+        if watch is not None and msg.topic == watch[0] and watch[1](bytes(msg.payload)):
+            self._caught = bytes(msg.payload)
 
     def _loop_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -181,6 +209,26 @@ class Pinger:
             raise
         return self._arrived - start
 
+    def exchange(
+        self,
+        topic: str,
+        payload: bytes,
+        reply: str,
+        accept: Callable[[bytes], bool],
+        timeout: float,
+        what: str,
+        retain: bool = False,
+    ) -> bytes:
+        """Publish ``payload``; return the first message on ``reply`` that ``accept`` takes."""
+        self._watch, self._caught = (reply, accept), None
+        try:
+            self.client.publish(topic, payload, qos=1, retain=retain)
+            self._loop_until(lambda: self._caught is not None, timeout, what)
+        finally:
+            self._watch = None
+        assert self._caught is not None
+        return self._caught
+
     def close(self) -> None:
         self.client.disconnect()
         with contextlib.suppress(Exception):
@@ -200,6 +248,8 @@ class Row:
     floor: float | None
     floor_is: str = ""
     note: str = ""
+    goal_max: float | None = None  # the issue's goal for the agent's value, if it sets one
+    digits: int | None = None  # decimals shown in the table (default: by magnitude)
 
     @property
     def ratio(self) -> float | None:
@@ -207,11 +257,25 @@ class Row:
             return None
         return self.agent / self.floor
 
+    @property
+    def goal(self) -> str:
+        if self.goal_max is None:
+            return ""
+        unit = "" if self.unit == "×" else f" {self.unit}"
+        return f"≤ {self.goal_max:g}{unit} ({'met' if self.goal_met else 'MISSED'})"
+
+    @property
+    def goal_met(self) -> bool | None:
+        return None if self.goal_max is None else self.agent <= self.goal_max
+
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["agent"] = round(self.agent, 4)
         out["floor"] = None if self.floor is None else round(self.floor, 4)
         out["ratio"] = None if self.ratio is None else round(self.ratio, 2)
+        out["goal"] = self.goal or None
+        out["goal_met"] = self.goal_met
+        del out["digits"]
         return out
 
 
@@ -226,6 +290,8 @@ class Bench:
     echo: subprocess.Popen[bytes]
     pinger: Pinger
     key: SigningKey
+    media: MediaServer
+    config: Path
     idle_kib: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -347,6 +413,179 @@ class Bench:
         self.details["breakdown_ms"] = {k: summary(v, 1000) for k, v in out.items()}
         return out
 
+    # ------------------------------------------------------------------ programs
+
+    def _push(self, version: int, files: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:
+        """Publish a program of one bulletin per file (retained, as the control plane does) and
+        wait for its final ack; return (seconds to it, the ack)."""
+        bulletins: list[dict[str, Any]] = []
+        for index, media in enumerate(files):
+            bulletin: dict[str, Any] = {
+                "id": f"ban-tin-{index:02d}",
+                "title": f"Bản tin số {index}",
+            }
+            if media["mime"].startswith("audio/"):
+                bulletin["screen"] = {"kind": "text", "text": "Thông báo của phường"}
+                bulletin["speaker"] = {"kind": "audio", "media": media, "chime": False}
+            else:
+                bulletin["screen"] = {"kind": "image", "media": media, "duration_ms": 5000}
+            bulletins.append(bulletin)
+        body = {"version": version, "bulletins": bulletins, "ticker": ["Phường 12, Quận 10"]}
+        doc = make_document(self.key, "program", f"dev:{DEVICE}", body, ttl_s=None)
+        topics = Topics(PREFIX)
+
+        def final(payload: bytes) -> bool:
+            try:
+                ack = json.loads(payload)
+            except ValueError:
+                return False
+            return (
+                isinstance(ack, dict) and ack.get("cmd") == doc["id"] and ack.get("status") in FINAL
+            )
+
+        start = time.perf_counter()
+        raw = self.pinger.exchange(
+            topics.dev(DEVICE, "program"),
+            json.dumps(doc, ensure_ascii=False).encode("utf-8"),
+            topics.dev(DEVICE, "ack"),
+            final,
+            PROGRAM_TIMEOUT_S,
+            f"the final ack of program v{version}",
+            retain=True,
+        )
+        seconds = time.perf_counter() - start
+        ack: dict[str, Any] = json.loads(raw)
+        if ack.get("status") != "done":
+            raise HarnessError(f"program v{version} was not applied: {ack}")
+        wait_for(lambda: self.media.idle, 10, "the media server to finish its responses")
+        return seconds, ack
+
+    @functools.cached_property
+    def program_update(self) -> dict[str, Any]:
+        """Program v1 (20 files) goes live, then v2 with one file changed: what v2 cost."""
+        rng = random.Random(20261126)  # the same files in every run
+
+        def one_file(path: str, mime: str) -> dict[str, Any]:
+            return self.media.media(path, rng.randbytes(rng.randint(100_000, 300_000)), mime)
+
+        files = [
+            one_file(f"v1/{i:02d}.wav", "audio/wav")
+            if i % 4 == 3
+            else one_file(f"v1/{i:02d}.png", "image/png")
+            for i in range(PROGRAM_ITEMS)
+        ]
+        changed = 6
+        v2_files = list(files)
+        v2_files[changed] = one_file(f"v2/{changed:02d}.png", "image/png")
+
+        mark = self.media.mark()
+        v1_s, v1_ack = self._push(1, files)
+        v1_sent = self.media.sent(mark)
+        mark = self.media.mark()
+        v2_s, v2_ack = self._push(2, v2_files)
+        v2 = self.media.since(mark)
+        v2_sent = sum(s.bytes_sent for s in v2)
+        size = int(v2_files[changed]["size"])
+        out = {
+            "files": PROGRAM_ITEMS,
+            "v1_content_bytes": sum(int(f["size"]) for f in files),
+            "v1_sent_bytes": v1_sent,
+            "v1_to_done_s": round(v1_s, 3),
+            "v1_ack": v1_ack.get("detail"),
+            "changed_file_bytes": size,
+            "v2_sent_bytes": v2_sent,
+            "v2_requests": [f"{s.status} {s.path} {s.bytes_sent} B" for s in v2],
+            "v2_to_done_s": round(v2_s, 3),
+            "v2_ack": v2_ack.get("detail"),
+            "ratio": v2_sent / size,
+        }
+        self.details["program_update"] = out
+        return out
+
+    # ------------------------------------------------------------------ boot
+
+    @functools.cached_property
+    def boots(self) -> tuple[list[float], list[float]]:
+        """Seconds from process start to the first play decision, offline (agent, floor).
+
+        Stops the bench's agent: this is the last measurement that needs it."""
+        self.program_update  # noqa: B018 - a live program, all its files in the cache
+        code = self.agent.stop()
+        if code != 0:
+            raise HarnessError(f"the agent exited with status {code} on SIGTERM")
+        dead = f"mqtt://127.0.0.1:{free_port()}"  # nobody listens: connection refused
+        offline = self.config.with_name("agent-offline.toml")
+        offline.write_text(
+            self.config.read_text(encoding="utf-8").replace(self.broker.url, dead),
+            encoding="utf-8",
+        )
+        agent: list[float] = []
+        floor: list[float] = []
+        logging_up: list[float] = []
+        for index in range(BOOTS + 1):  # the first of each warms the page cache, unmeasured
+            boot_s, first_log_s = self._boot_once(offline, index)
+            floor_s = self._import_once()
+            if index:
+                agent.append(boot_s)
+                floor.append(floor_s)
+                logging_up.append(first_log_s)
+        self.details["boot_s"] = {
+            "broker": f"{dead} (unreachable)",
+            "live_program": f"v2, {PROGRAM_ITEMS} bulletins, their files in the cache",
+            "to_first_play": summary(agent),
+            "to_first_log_line": summary(logging_up),
+            "import_agent_daemon": summary(floor),
+        }
+        return agent, floor
+
+    def _boot_once(self, config: Path, index: int) -> tuple[float, float]:
+        """One offline boot: (seconds to the first ``screen:`` line, to the first log line)."""
+        output = self.workdir / "boots" / f"boot-{index}.out"
+        env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
+        argv = [sys.executable, "-m", "agent", "run", "--config", str(config)]
+        started = time.time()
+        proc = spawn(argv, output, env)
+        try:
+
+            def decided() -> re.Match[str] | None:
+                text = tail_text(output, 200_000)
+                if proc.poll() is not None:
+                    raise HarnessError(f"the agent exited with {proc.returncode}:\n{text[-3000:]}")
+                return SCREEN_LINE_RE.search(text)
+
+            match = wait_for(decided, BOOT_TIMEOUT_S, "the first play decision of an offline boot")
+        finally:
+            code = stop_process(proc, 15)
+        text = tail_text(output, 200_000)
+        if code != 0:
+            raise HarnessError(f"an offline agent exited with {code} on SIGTERM:\n{text[-3000:]}")
+        booted = BOOTED_RE.search(text)
+        if booted is None or int(booted[1]) < 1:
+            raise HarnessError(f"the offline agent did not boot a live program:\n{text[-3000:]}")
+        first_log = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", text, re.M)
+        assert first_log is not None
+        return _log_time(match[1]) - started, _log_time(first_log[1]) - started
+
+    def _import_once(self) -> float:
+        """Seconds from starting the interpreter to ``agent.daemon`` imported."""
+        started = time.time()
+        done = subprocess.run(
+            [sys.executable, "-c", "import time, agent.daemon; print(repr(time.time()))"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise HarnessError(f"importing agent.daemon failed:\n{done.stderr[-2000:]}")
+        return float(done.stdout) - started
+
+
+def _log_time(text: str) -> float:
+    """POSIX seconds of a log line's local ``asctime`` (``2026-11-26 14:29:45,123``)."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
 
 RowFunction = Callable[[Bench], Row]
 
@@ -420,6 +659,36 @@ def row_durable(b: Bench) -> Row:
     )
 
 
+def row_program_update(b: Bench) -> Row:
+    u = b.program_update
+    return Row(
+        "program update, 1 of 20 files changed: bytes sent",
+        "×",
+        u["ratio"],
+        1.0,
+        "the changed file's bytes",
+        f"{u['v2_sent_bytes']} B sent for a {u['changed_file_bytes']} B file, headers included",
+        goal_max=1.01,
+        digits=4,
+    )
+
+
+def row_boot(b: Bench) -> Row:
+    agent, floor = b.boots
+    return Row(
+        "boot to first play from cache, no broker p50",
+        "s",
+        percentile(agent, 0.5),
+        percentile(floor, 0.5),
+        "python -c 'import agent.daemon'",
+        f"p50 of {len(agent)} boots, broker port closed",
+        goal_max=1.5,
+        digits=3,
+    )
+
+
+# The program rows come after the round trips (their downloads would disturb them), and the
+# boot row last: it stops the agent.
 ROWS: list[RowFunction] = [
     row_rtt_p50,
     row_rtt_p99,
@@ -427,15 +696,19 @@ ROWS: list[RowFunction] = [
     row_peak_rss,
     row_verify,
     row_durable,
+    row_program_update,
+    row_boot,
 ]
 
 
 # --------------------------------------------------------------------------- output
 
 
-def format_value(value: float | None) -> str:
+def format_value(value: float | None, digits: int | None = None) -> str:
     if value is None:
         return "—"
+    if digits is not None:
+        return f"{value:.{digits}f}"
     if value >= 100:
         return f"{value:.0f}"
     if value >= 10:
@@ -444,14 +717,15 @@ def format_value(value: float | None) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = ("figure", "unit", "agent", "floor", "ratio", "floor is")
+    header = ("figure", "unit", "agent", "floor", "ratio", "goal", "floor is")
     lines = [header] + [
         (
             r.figure,
             r.unit,
-            format_value(r.agent),
-            format_value(r.floor),
+            format_value(r.agent, r.digits),
+            format_value(r.floor, r.digits),
             "—" if r.ratio is None else f"{r.ratio:.1f}×",
+            r.goal or "—",
             r.floor_is,
         )
         for r in rows
@@ -541,6 +815,7 @@ def run(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         broker = stack.enter_context(Broker(workdir / "broker"))
+        media = stack.enter_context(MediaServer())
         device_dir = workdir / DEVICE
         device_dir.mkdir()
         config = device_dir / "agent.toml"
@@ -577,7 +852,7 @@ def run(args: argparse.Namespace) -> int:
         pinger = Pinger(broker.port, [topics.dev(DEVICE, "ack"), topics.dev(ECHO, "ack")])
         stack.callback(pinger.close)
 
-        bench = Bench(args.pings, workdir, broker, agent, echo, pinger, key)
+        bench = Bench(args.pings, workdir, broker, agent, echo, pinger, key, media, config)
         time.sleep(SETTLE_S)
         bench.idle_kib = {"agent": proc_status_kib(agent.pid), "floor": proc_status_kib(echo.pid)}
         print(

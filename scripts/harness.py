@@ -1,4 +1,5 @@
-"""Launchers shared by the demo and the benchmark: a throw-away Mosquitto and agent processes.
+"""Launchers shared by the demo and the benchmark: a throw-away Mosquitto, agent processes, and
+a media server that counts every byte it sends.
 
 This is developer tooling, kept out of the ``agent`` package on purpose (the product ships no
 test machinery). Every child is started in its own session, so a Ctrl-C in the terminal reaches
@@ -12,19 +13,29 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
+import io
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from agent.control import AgentNotRunning, request
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -280,3 +291,225 @@ class Agent:
         self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# --------------------------------------------------------------------------- media server
+
+
+@dataclass
+class Served:
+    """One response of the media server: what was asked, and every byte sent for it (status
+    line, headers and body)."""
+
+    path: str
+    range: str | None
+    status: int
+    bytes_sent: int = 0
+
+
+class MediaServer:
+    """A real HTTP/1.1 server for media files on a free loopback port, in a thread of this process.
+
+    Keeps connections alive as a CDN would, answers ``Range: bytes=N-`` (and ``N-M``) with 206,
+    a range past the end with 416, an unknown path with 404. ``served`` records every response
+    with the bytes actually written to the socket for it, headers included, so that a transfer
+    can be measured exactly: ``mark()`` before, ``sent(since=mark)`` after (once ``idle``).
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.served: list[Served] = []
+        self.unattributed = 0  # bytes of answers to requests that never reached a handler
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _media_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name.lstrip('/')}"
+
+    def add(self, name: str, data: bytes, mime: str = "application/octet-stream") -> str:
+        """Serve ``data`` at ``/name``; return its URL."""
+        with self._lock:
+            self.files["/" + name.lstrip("/")] = (data, mime)
+        return self.url(name)
+
+    def media(self, name: str, data: bytes, mime: str) -> dict[str, Any]:
+        """Serve ``data`` at ``/name`` and return the protocol's ``Media`` object for it."""
+        return {
+            "url": self.add(name, data, mime),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "mime": mime,
+        }
+
+    def mark(self) -> int:
+        """A place in ``served``, for ``sent(since=...)``."""
+        with self._lock:
+            return len(self.served)
+
+    def since(self, mark: int = 0) -> list[Served]:
+        with self._lock:
+            return list(self.served[mark:])
+
+    def sent(self, since: int = 0) -> int:
+        """Bytes sent in the responses recorded from ``since`` on, headers included."""
+        return sum(s.bytes_sent for s in self.since(since))
+
+    @property
+    def idle(self) -> bool:
+        """No response is being written right now."""
+        with self._lock:
+            return self._in_flight == 0
+
+    def start(self) -> MediaServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="media-server",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> MediaServer:
+        return self.start()
+
+    def __exit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # Called from the handler threads.
+
+    def _begin(self, served: Served) -> None:
+        with self._lock:
+            self.served.append(served)
+            self._in_flight += 1
+
+    def _end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _count(self, served: Served | None, n: int) -> None:
+        with self._lock:
+            if served is None:
+                self.unattributed += n
+            else:
+                served.bytes_sent += n
+
+    def _lookup(self, path: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self.files.get(path)
+
+
+class _CountingWriter(io.BufferedIOBase):
+    """Wraps a handler's ``wfile``: every byte written reaches ``count`` once it is sent."""
+
+    def __init__(self, raw: io.BufferedIOBase, count: Callable[[int], None]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.count = count
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, buffer: ReadableBuffer, /) -> int:
+        written = self.raw.write(buffer)
+        self.count(memoryview(buffer).nbytes)
+        return written
+
+    def flush(self) -> None:
+        if not self.raw.closed:
+            self.raw.flush()
+
+    def close(self) -> None:
+        super().close()  # flushes first
+        with contextlib.suppress(OSError):
+            self.raw.close()
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def _media_handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real media server or CDN
+        timeout = 30  # an idle kept-alive connection is closed after this long
+
+        def setup(self) -> None:
+            super().setup()
+            self.current: Served | None = None
+            self.wfile = _CountingWriter(self.wfile, self._count)
+
+        def _count(self, n: int) -> None:
+            server._count(self.current, n)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._answer(with_body=True)
+
+        def do_HEAD(self) -> None:
+            self._answer(with_body=False)
+
+        def _answer(self, with_body: bool) -> None:
+            path = urlsplit(self.path).path
+            rng = self.headers.get("Range")
+            self.current = Served(path, rng, 0)
+            server._begin(self.current)
+            try:
+                self._respond(path, rng, with_body)
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True  # the client went away
+            finally:
+                self.current = None
+                server._end()
+
+        def _respond(self, path: str, rng: str | None, with_body: bool) -> None:
+            assert self.current is not None
+            found = server._lookup(path)
+            if found is None:
+                self.current.status = 404
+                self.send_error(404)
+                return
+            data, mime = found
+            start, end, status = 0, len(data) - 1, 200
+            match = _RANGE_RE.match(rng or "")
+            if match:
+                start = int(match[1])
+                if start >= len(data):
+                    self.current.status = 416
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                end, status = min(int(match[2] or end), end), 206
+            body = data[start : end + 1]
+            self.current.status = status
+            self.send_response(status)
+            self.send_header("Content-Type", mime)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(body)))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+    return Handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -388,7 +389,8 @@ class MediaServer:
             self._failures.extend([status] * times)
 
     def stall_after(self, n_bytes: int) -> threading.Event:
-        """Hold the next response after ``n_bytes`` of body until the returned event is set."""
+        """Hold the next response after ``n_bytes`` of body (0: right after its headers) until
+        the returned event is set (or for 10 s at most)."""
         release = threading.Event()
         with self._lock:
             self._stall = (n_bytes, release)
@@ -497,17 +499,96 @@ def _media_handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
             try:
                 position = 0
                 while position < limit:
-                    step = 16384 if pause is None or position >= pause else pause - position
+                    if stall is not None and position == pause:
+                        self.wfile.flush()
+                        stall[1].wait(10)  # before any body byte, too, for stall_after(0)
+                        pause = None
+                    step = 16384 if pause is None else pause - position
                     piece = body[position : min(limit, position + step)]
                     self.wfile.write(piece)
                     position += len(piece)
                     served.bytes_sent = position
-                    if stall is not None and position == pause:
-                        stall[1].wait(10)
-                        pause = None
+                if stall is not None and position == pause:
+                    stall[1].wait(10)  # held at the very end of what is sent
                 if cut is not None:
                     self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # the client went away
 
     return Handler
+
+
+# --------------------------------------------------------------------------- programs and the cache
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def media_doc(
+    url: str, data: bytes, mime: str, *, sha256: str | None = None, size: int | None = None
+) -> dict[str, Any]:
+    """A program's ``Media`` for ``data`` served at ``url``; ``sha256``/``size`` override what
+    is declared (to declare something the server will not deliver)."""
+    return {
+        "url": url,
+        "sha256": sha256 or sha256_hex(data),
+        "size": len(data) if size is None else size,
+        "mime": mime,
+    }
+
+
+def program(
+    key: SigningKey,
+    version: int,
+    bulletins: list[dict[str, Any]],
+    target: str = "dev:q10-p12-bang-01",
+    **body: Any,
+) -> tuple[str, bytes, dict[str, Any]]:
+    """A signed program (no ``expires_at``, as a retained program usually has): (topic,
+    payload, document)."""
+    return command(
+        key, "program", target, {"version": version, "bulletins": bulletins, **body}, ttl_s=None
+    )
+
+
+def agent_status(device: Device, cli: bool = False) -> dict[str, Any]:
+    """The running agent's status: over its control socket, or with ``cli`` through
+    ``ttcs-agent status --json`` (slower: a new Python process)."""
+    if cli:
+        out = agent_cli("status", "--json", "--config", str(device.config))
+        assert out.returncode == 0, out.stdout + out.stderr
+        status: dict[str, Any] = json.loads(out.stdout)
+        return status
+    answer = request(device.socket, "status")
+    assert answer.get("ok"), answer
+    result: dict[str, Any] = answer["status"]
+    return result
+
+
+def cache_path(cache_dir: Path, sha256: str) -> Path:
+    """Where the cache keeps the verified file with this hash (``ab/cd/abcd…``)."""
+    return cache_dir / sha256[:2] / sha256[2:4] / sha256
+
+
+def visible_files(cache_dir: Path) -> dict[Path, bytes]:
+    """Every file under ``cache_dir`` outside ``.partial`` (what players may see), with its
+    bytes."""
+    found: dict[Path, bytes] = {}
+    if not cache_dir.exists():
+        return found
+    for path in cache_dir.rglob("*"):
+        if path.is_file() and ".partial" not in path.relative_to(cache_dir).parts:
+            found[path] = path.read_bytes()
+    return found
+
+
+def misplaced_files(cache_dir: Path) -> list[str]:
+    """Files visible in the cache that are not a verified file at the path of its own hash
+    (a partial download at a final path, a stray temporary file): should be empty."""
+    bad = []
+    for path, data in sorted(visible_files(cache_dir).items()):
+        digest = sha256_hex(data)
+        if path != cache_path(cache_dir, digest):
+            bad.append(f"{path.relative_to(cache_dir)} ({len(data)} bytes, sha256 {digest[:12]}…)")
+    return bad

@@ -359,3 +359,21 @@ def test_a_restart_plays_the_live_program_from_the_store(tmp_path: Path, store: 
     assert again.screen.current == "a"
     assert again.status()["programs"] == {DEV_PROGRAM: 1}
     assert PREFIX in DEV_PROGRAM
+
+
+def test_a_cancelled_emergency_stops_sounding_at_once(show: Show) -> None:
+    show.program(1, [text("a")])
+    show.run_jobs()
+    alert = {
+        "id": "bao-gia",
+        "title": "Báo động nhầm",
+        "level": "emergency",
+        "speaker": {"kind": "tts", "text": "Cảnh báo sóng thần."},
+    }
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000009")
+    assert show.speaker.current is not None
+    assert show.speaker.current.bulletin.id == "bao-gia"
+    show.command("emergency.stop", {"ref": "emerg-000009"}, "emerg-stop-09")
+    assert show.speaker.stopped == 1  # a false alarm does not play on to its end
+    show.flush_interrupts()
+    assert show.speaker.current is None
