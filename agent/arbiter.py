@@ -50,6 +50,7 @@ class Entry:
     rank: int  # source precedence: 0 = the device's own topic, then its groups in config order
     ref: str  # the program topic it came from
     order: int  # its position in the merged programs (stable tie-break)
+    went_live_at: datetime | None = None  # its own program's go-live (default: the world's)
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,7 @@ def _alerts(
         if bulletin.level != Level.EMERGENCY:
             continue
         start, end = _bounds(bulletin)
-        known = [t for t in (start, world.went_live_at) if t is not None]
+        known = [t for t in (start, entry.went_live_at or world.went_live_at) if t is not None]
         alerts.append(
             _Alert(
                 bulletin, entry.rank, entry.ref, bulletin.id, max(known, default=None), end, None
@@ -478,8 +479,6 @@ def _live(
 ) -> list[_Due]:
     """Unscheduled speaker parts: announced once when the program goes live (or later, when
     the bulletin becomes valid)."""
-    if world.went_live_at is None:
-        return []
     queue: list[_Due] = []
     for entry in valid:
         bulletin = entry.bulletin
@@ -487,9 +486,13 @@ def _live(
             continue
         if bulletin.level == Level.EMERGENCY:
             continue
+        # Its own program's go-live: a district update does not replay the ward's items.
+        live = entry.went_live_at or world.went_live_at
+        if live is None:
+            continue
         valid_from, _ = _bounds(bulletin)
-        due = world.went_live_at if valid_from is None else max(world.went_live_at, valid_from)
-        key = f"{bulletin.id}@live:{_iso(world.went_live_at)}"
+        due = live if valid_from is None else max(live, valid_from)
+        key = f"{bulletin.id}@live:{_iso(live)}"
         if due > now:
             changes.append(due)
         if due <= now < due + grace and key not in world.played:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from agent.cache import ContentCache
@@ -23,6 +23,10 @@ from agent.store import ProgramRow, Store
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 50  # pending playlog entries that trigger a batch before the timer does
+TRANSIENT = {"download_failed", "cache_full"}  # worth another try; a bad hash or size is not
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(minutes=30)
+GIVE_UP_AFTER = timedelta(hours=6)
 Seen = tuple[str, float]
 
 
@@ -56,6 +60,7 @@ class Conductor:
         self.pending: dict[str, Program] = {}
         # Overrides waiting for their files: doc id -> (envelope, rank, received, seen).
         self.waiting: dict[str, tuple[Envelope, int, datetime]] = {}
+        self.retries: dict[str, tuple[int, datetime]] = {}  # topic -> (attempts, next try)
 
     # ------------------------------------------------------------------ boot
 
@@ -106,7 +111,7 @@ class Conductor:
                     current.row.doc_id,
                     Status.FAILED,
                     "superseded",
-                    f"version {body.version} arrived first",
+                    f"replaced by version {body.version} before it went live",
                     drop_programs=((topic, "pending"),),
                 )
             )
@@ -145,9 +150,12 @@ class Conductor:
     def on_emergency_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
         ref = env.body.ref
         ended = self.stage.stop_emergency(ref, self.clock())
-        if ref is not None and ref in self.waiting:
-            del self.waiting[ref]
-            ended += 1
+        for doc_id, (waiting, _, _) in list(self.waiting.items()):
+            if waiting.type == "emergency.start" and ref in (None, doc_id):
+                # Stopped before its files arrived: it will never start.
+                del self.waiting[doc_id]
+                self.ack(doc_id, Status.FAILED, "cancelled", f"stopped by {env.id}")
+                ended += 1
         if ended == 0 and ref is not None:
             return [
                 self.ack(
@@ -165,8 +173,12 @@ class Conductor:
         program = self.pending.get(result.topic)
         if program is None or program.row.doc_id != result.doc_id:
             return  # superseded meanwhile
+        if result.reason in TRANSIENT and self._retry_later(program, result):
+            return
         del self.pending[result.topic]
+        self.retries.pop(result.topic, None)
         if result.reason is not None:
+            self.cache.set_keep(self.keep())
             self.ack(
                 result.doc_id,
                 Status.FAILED,
@@ -199,16 +211,46 @@ class Conductor:
         log.info("program %s v%d live on %s", live.doc_id, live.version, result.topic)
         self.reconcile()
 
+    def _retry_later(self, program: Program, result: ContentResult) -> bool:
+        """Keep a program pending after a transient failure (a 3G outage, a file not yet on the
+        server); False once it has been trying for ``GIVE_UP_AFTER``."""
+        now = self.clock()
+        if now - program.accepted_at >= GIVE_UP_AFTER:
+            return False
+        attempt = self.retries.get(program.topic, (0, now))[0] + 1
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (attempt - 1))
+        self.retries[program.topic] = (attempt, now + delay)
+        if attempt == 1:
+            self.event(
+                "warning",
+                "program_fetch_retrying",
+                f"{program.row.doc_id}: {result.reason}: {result.detail}",
+            )
+        log.warning("%s: %s; retrying in %s", program.row.doc_id, result.detail, delay)
+        return True
+
+    def retry_due(self) -> None:
+        """Hand the programs whose retry time has come back to the fetcher."""
+        now = self.clock()
+        for topic, (attempt, when) in list(self.retries.items()):
+            program = self.pending.get(topic)
+            if program is None:
+                del self.retries[topic]
+            elif when <= now:
+                self.retries[topic] = (attempt, now + RETRY_MAX * 100)  # until its result
+                self._fetch(program)
+
     def _override_content(self, result: ContentResult) -> None:
         waiting = self.waiting.pop(result.doc_id, None)
         if waiting is None:
             return
-        env, rank, received = waiting
+        env, rank, _ = waiting
         if result.reason is not None:
             self.ack(env.id, Status.FAILED, result.reason, result.detail)
             return
         self.ack(env.id, Status.DONE, detail=_override_detail(env))
-        self.stage.add_override(env, rank, received, self.clock())
+        now = self.clock()  # in force from now: its files are here only now
+        self.stage.add_override(env, rank, now, now)
         self.reconcile()
 
     # ------------------------------------------------------------------ playing

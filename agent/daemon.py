@@ -165,6 +165,7 @@ def run(config: AgentConfig, config_path: Path) -> int:
     director.every(config.status_interval_s, director.publish_status)
     director.every(3600, director.housekeeping)
     director.every(PLAYLOG_FLUSH_S, conductor.recorder.tick)
+    director.every(30, conductor.retry_due)
     director.every(10, director.report_suppressed)
     if notifier.watchdog_interval_s:
         director.every(notifier.watchdog_interval_s, watchdog)

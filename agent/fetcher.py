@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.cache import ContentCache
-from agent.download import DownloadError
+from agent.download import DownloadError, safe_url
 from agent.protocol import Media
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ class Fetcher:
                     media, keep={m.sha256 for m in job.media}, cancel=self._stopping
                 )
             except DownloadError as exc:
-                log.warning("%s: %s: %s (%s)", job.doc_id, media.url, exc.reason, exc.detail)
+                url = safe_url(media.url)  # a query may hold an access token
+                log.warning("%s: %s: %s (%s)", job.doc_id, url, exc.reason, exc.detail)
                 return ContentResult(
-                    job.topic, job.doc_id, exc.reason, f"{media.url}: {exc.detail}", transferred
+                    job.topic, job.doc_id, exc.reason, f"{url}: {exc.detail}", transferred
                 )
             if fetched is not None:
                 transferred += fetched.transferred_bytes

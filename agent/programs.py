@@ -35,6 +35,11 @@ class Program:
         return self.row.topic
 
     @property
+    def accepted_at(self) -> datetime:
+        """When a pending program was accepted (for a live one: when it went live)."""
+        return datetime.fromtimestamp(self.row.since, UTC)
+
+    @property
     def went_live_at(self) -> datetime:
         return datetime.fromtimestamp(self.row.since, UTC)
 
@@ -100,7 +105,9 @@ def merge(programs: Iterable[Program]) -> Merged:
     hours: ScreenHours | None = None
     for program in ordered:
         for bulletin in program.body.bulletins:
-            entries.append(Entry(bulletin, program.rank, program.topic, len(entries)))
+            entries.append(
+                Entry(bulletin, program.rank, program.topic, len(entries), program.went_live_at)
+            )
         ticker.extend(program.body.ticker)
         if hours is None:
             hours = program.body.screen_hours

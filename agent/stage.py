@@ -155,7 +155,8 @@ class Stage:
         if decision.screen_on != self.screen_on:
             self.screen.set_power(decision.screen_on)
             self.screen_on = decision.screen_on
-        self._follow_screen(decision.screen, now)
+        # A screen switched off shows nothing, so it proves no play.
+        self._follow_screen(decision.screen if decision.screen_on else None, now)
         self._follow_speaker(decision.speaker_queue, now)
         return decision.next_change
 
@@ -279,7 +280,8 @@ def _valid(entry: Entry, now: datetime) -> bool:
 
 
 def _level(item: Announcement) -> int:
-    return LEVELS[str(item.bulletin.level)]
+    # An emergency command cuts in whatever its bulletin's own level.
+    return LEVELS["emergency"] if item.origin == "emergency" else LEVELS[str(item.bulletin.level)]
 
 
 def _play_now_end(item: PlayNow) -> datetime:

@@ -243,8 +243,46 @@ def test_missing_media_keeps_the_program_pending_then_failed(show: Show) -> None
     doc = show.program(1, [image])
     assert len(show.jobs) == 1 and show.jobs[0].media[0].sha256 == media["sha256"]
     show.run_jobs()
+    # A download failure may be a 3G outage: the program stays pending and is tried again.
+    assert statuses(show, doc) == [("accepted", None)]
+    assert [e["code"] for e in show.rig.events()] == ["program_fetch_retrying"]
+    show.rig.clock.advance(59)
+    show.conductor.retry_due()
+    assert show.jobs == []
+    show.rig.clock.advance(1)
+    show.conductor.retry_due()
+    assert len(show.jobs) == 1
+    show.run_jobs()  # still missing: the next try in 2 minutes
+    show.rig.clock.advance(6 * 3600)  # it gives up after six hours
+    show.conductor.retry_due()
+    show.run_jobs()
     assert statuses(show, doc)[-1] == ("failed", "download_failed")
     assert show.status()["programs"] == {}
+
+
+def test_a_file_that_arrives_later_makes_the_program_live(show: Show) -> None:
+    data = "Áp phích tiêm chủng".encode()
+    sha = hashlib.sha256(data).hexdigest()
+    media = {
+        "url": "https://media.example.vn/p.png",
+        "sha256": sha,
+        "size": len(data),
+        "mime": "image/png",
+    }
+    doc = show.program(
+        1, [{"id": "img", "title": "Ảnh", "screen": {"kind": "image", "media": media}}]
+    )
+    show.run_jobs()
+    path = show.cache.path(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)  # as if the fetcher had now succeeded
+    show.rig.clock.advance(60)
+    show.conductor.retry_due()
+    show.run_jobs()
+    assert statuses(show, doc)[-1] == ("done", None)
+    assert show.screen.current == "img"
+    item = show.screen.shown[-1]
+    assert item is not None and item.media == {sha: path}
 
 
 def test_a_newer_version_supersedes_a_pending_one_and_an_older_is_stale(show: Show) -> None:
