@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint bench demo clean
+.PHONY: help setup test chaos lint bench demo clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -22,6 +22,9 @@ setup: ## install missing Debian packages (apt) and the Python virtualenv .venv
 
 test: setup ## run the test suite (real Mosquitto, no 'slow' tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: setup ## the long runs kept out of `make test` (40 SIGKILL rounds during downloads, …)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # All three run even when one fails, so one pass shows every problem.
 lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import shutil
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -421,13 +423,14 @@ class Director:
             disk_free = 0
         connected = self.link.connected if self.link is not None else False
         now = NowPlaying()
-        usage = _cache_usage(cache)
         if self.conductor is not None:
             screen, speaker = self.conductor.stage.now_playing()
             now = NowPlaying(screen=screen, speaker=speaker)
             size, items = self.conductor.cache.usage()
             usage = CacheUsage(bytes=size, items=items)
             disk_free = self.conductor.cache.disk_free_bytes()
+        else:
+            usage = _cache_usage(cache)
         return DeviceStatus(
             at=format_time(self.clock()),
             uptime_s=int(self.monotonic() - self.started),
@@ -535,12 +538,15 @@ class Director:
 
 
 def _cache_usage(root: Path) -> CacheUsage:
+    """Every file under ``root``; files and folders removed meanwhile (eviction) are skipped."""
     total = items = 0
-    if root.is_dir():
-        for path in root.rglob("*"):
-            if path.is_file():
-                items += 1
-                total += path.stat().st_size
+    for folder, _, names in os.walk(root):  # os.walk skips folders that vanish
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(os.path.join(folder, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
+                    items += 1
     return CacheUsage(bytes=total, items=items)
 
 

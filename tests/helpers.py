@@ -592,3 +592,10 @@ def misplaced_files(cache_dir: Path) -> list[str]:
         if path != cache_path(cache_dir, digest):
             bad.append(f"{path.relative_to(cache_dir)} ({len(data)} bytes, sha256 {digest[:12]}…)")
     return bad
+
+
+def agent_errors(agent: AgentProcess) -> list[str]:
+    """The lines of the agent's output (all its runs) that report an error or a traceback."""
+    if not agent.output.exists():
+        return []
+    return [line for line in iter_lines(agent.output) if " ERROR " in line or "Traceback" in line]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from agent.controlplane import SigningKey
@@ -20,6 +19,7 @@ from tests.helpers import (
     Broker,
     Device,
     Listener,
+    agent_errors,
     agent_status,
     command,
     program,
@@ -66,7 +66,7 @@ def wall(seconds: float) -> str:
 
 
 def test_playlogs_survive_a_broker_restart_and_an_agent_restart(
-    tmp_path: Path, broker: Broker, device: Device, signing_key: SigningKey
+    broker: Broker, device: Device, signing_key: SigningKey
 ) -> None:
     listener = Listener(
         broker,
@@ -132,6 +132,7 @@ def test_playlogs_survive_a_broker_restart_and_an_agent_restart(
         time.sleep(1.0)  # anything sent twice would arrive now
         entries = entries_of(listener)
 
+    assert agent_errors(agent) == [], "the agent logged errors"
     ids = [e["id"] for e in entries]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     assert not twice, f"entries delivered more than once: {twice}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.helpers import (
     Device,
     Listener,
     MediaServer,
+    agent_errors,
     agent_status,
     cache_path,
     media_doc,
@@ -61,9 +63,10 @@ def media() -> Iterator[MediaServer]:
 
 
 @pytest.fixture
-def listener(broker: Broker) -> Iterator[Listener]:
+def listener(broker: Broker, agent: AgentProcess) -> Iterator[Listener]:
     with Listener(broker, [f"{PREFIX}/dev/+/ack"]) as lst:
         yield lst
+    assert agent_errors(agent) == [], "the agent logged errors"
 
 
 def push(listener: Listener, key: SigningKey, version: int, bulletins: list[dict[str, Any]]) -> str:
@@ -238,3 +241,71 @@ def test_a_cut_download_resumes_with_a_byte_range(
     status = agent_status(device, cli=True)
     assert status["programs"] == {PROGRAM_TOPIC: 1}
     assert status["now"]["screen"] == "tb-video-01"
+
+
+def test_device_and_group_programs_merge(
+    broker: Broker,
+    device: Device,
+    agent: AgentProcess,
+    signing_key: SigningKey,
+    media: MediaServer,
+    listener: Listener,
+) -> None:
+    district = f"{PREFIX}/grp/q10/program"
+    quan = {**text_bulletin("tb-quan-01"), "screen": {"kind": "text", "text": "Quận 10"}}
+    quan["screen"]["duration_ms"] = 1000
+    topic, payload, doc = program(signing_key, 5, [quan], target="grp:q10")
+    assert topic == district
+    listener.publish(topic, payload, retain=True)
+    assert outcome(listener, doc["id"])["status"] == "done"
+    assert agent_status(device)["now"]["screen"] == "tb-quan-01"
+
+    phuong = {**text_bulletin("tb-phuong-01"), "screen": {"kind": "text", "text": "Phường 12"}}
+    phuong["screen"]["duration_ms"] = 1000
+    own = push(listener, signing_key, 1, [phuong])
+    assert outcome(listener, own)["status"] == "done"
+    status = agent_status(device, cli=True)
+    assert status["programs"] == {district: 5, PROGRAM_TOPIC: 1}
+
+    # Both are in force: the rotation goes through the device's and the district's bulletins.
+    def showing(bulletin_id: str) -> bool:
+        return bool(agent_status(device)["now"]["screen"] == bulletin_id)
+
+    for _ in range(2):
+        for bulletin_id in ("tb-phuong-01", "tb-quan-01"):
+            wait_for(partial(showing, bulletin_id), 4, f"{bulletin_id} on screen")
+
+
+def test_a_newer_version_supersedes_a_pending_one(
+    broker: Broker,
+    device: Device,
+    agent: AgentProcess,
+    signing_key: SigningKey,
+    media: MediaServer,
+    listener: Listener,
+) -> None:
+    old = push(listener, signing_key, 1, [text_bulletin("tb-cu-01")])
+    assert outcome(listener, old)["status"] == "done"
+
+    slow = blob(400_000, seed=8)
+    slow_media = media_doc(media.add("img/cham.png", slow), slow, "image/png")
+    release = media.stall_after(100_000)
+    pending = push(listener, signing_key, 2, [image_bulletin("tb-cho-01", slow_media)])
+    wait_for(
+        lambda: any(s.bytes_sent == 100_000 for s in media.requests_for("img/cham.png")),
+        10,
+        "the download to stall",
+    )
+    assert agent_status(device)["programs"] == {PROGRAM_TOPIC: 1}
+
+    fresh = blob(50_000, seed=9)
+    fresh_media = media_doc(media.add("img/moi.png", fresh), fresh, "image/png")
+    newer = push(listener, signing_key, 3, [image_bulletin("tb-moi-01", fresh_media)])
+    superseded = outcome(listener, pending)
+    assert (superseded["status"], superseded["reason"]) == ("failed", "superseded"), superseded
+    release.set()
+    assert outcome(listener, newer)["status"] == "done"
+    status = agent_status(device)
+    assert status["programs"] == {PROGRAM_TOPIC: 3}
+    assert status["now"]["screen"] == "tb-moi-01"
+    assert [a["status"] for a in listener.acks(pending)] == ["accepted", "failed"]
