@@ -29,6 +29,7 @@ COLUMNS = (
     "ward",
     "device",
     "bulletin",
+    "channel",
     "day",
     "plays",
     "completed",
@@ -145,11 +146,12 @@ def read_collected(lines: Iterable[str]) -> Reading:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the report: a bulletin on a device on one local day."""
+    """One line of the report: a bulletin on one channel of a device on one local day."""
 
     ward: str
     device: str
     bulletin: str
+    channel: str
     day: date
     plays: int
     completed: int
@@ -162,6 +164,7 @@ class Row:
             self.ward,
             self.device,
             self.bulletin,
+            self.channel,
             self.day.isoformat(),
             str(self.plays),
             str(self.completed),
@@ -172,16 +175,19 @@ class Row:
 
 
 def aggregate(plays: Iterable[Play], tz: tzinfo) -> list[Row]:
-    """Count plays per (ward, device, bulletin, local day of ``started_at`` in ``tz``), sorted.
+    """Count plays per (ward, device, bulletin, channel, local day of ``started_at`` in ``tz``).
+
+    A screen showing and a loudspeaker announcement are different proofs: never added up.
 
     ``plays`` counts every outcome; ``seconds`` is the total of ``ended_at - started_at``
     (never negative), rounded to whole seconds.
     """
-    totals: dict[tuple[str, str, str, date], dict[str, float]] = {}
+    totals: dict[tuple[str, str, str, str, date], dict[str, float]] = {}
     for play in plays:
         started = parse_time(play.entry.started_at)
         ended = parse_time(play.entry.ended_at)
-        key = (play.ward, play.device, play.entry.bulletin, started.astimezone(tz).date())
+        entry = play.entry
+        key = (play.ward, play.device, entry.bulletin, entry.channel, started.astimezone(tz).date())
         total = totals.setdefault(
             key, {"plays": 0, "completed": 0, "interrupted": 0, "failed": 0, "seconds": 0.0}
         )
@@ -193,6 +199,7 @@ def aggregate(plays: Iterable[Play], tz: tzinfo) -> list[Row]:
             ward,
             device,
             bulletin,
+            channel,
             day,
             int(t["plays"]),
             int(t["completed"]),
@@ -200,7 +207,7 @@ def aggregate(plays: Iterable[Play], tz: tzinfo) -> list[Row]:
             int(t["failed"]),
             round(t["seconds"]),
         )
-        for (ward, device, bulletin, day), t in sorted(totals.items())
+        for (ward, device, bulletin, channel, day), t in sorted(totals.items())
     ]
 
 

@@ -53,7 +53,7 @@ def line(device: str, ward: str | None, *entries: dict[str, Any]) -> str:
 
 def report(lines: list[str], tz: ZoneInfo = HCM) -> list[tuple[Any, ...]]:
     rows = aggregate(read_collected(lines).plays, tz)
-    return [(*r.cells()[:4], *(int(c) for c in r.cells()[4:])) for r in rows]
+    return [(*r.cells()[:5], *(int(c) for c in r.cells()[5:])) for r in rows]
 
 
 # --------------------------------------------------------------------------- wards
@@ -115,7 +115,7 @@ def test_entries_count_once_per_id() -> None:
     reading = read_collected(lines)
     assert [p.entry.id for p in reading.plays] == ["a", "b", "c"]
     assert reading.duplicates == 3
-    assert report(lines) == [("q10-p12", DEV1, "tb-01", "2026-11-26", 3, 3, 0, 0, 45)]
+    assert report(lines) == [("q10-p12", DEV1, "tb-01", "screen", "2026-11-26", 3, 3, 0, 0, 45)]
 
 
 def test_bad_lines_and_entries_are_skipped_and_counted() -> None:
@@ -150,12 +150,12 @@ def test_bad_lines_and_entries_are_skipped_and_counted() -> None:
 )
 def test_the_day_is_the_local_date_of_the_start(started_at: str, tz: ZoneInfo, day: str) -> None:
     rows = report([line(DEV1, "q10-p12", entry("a", start=started_at, end=started_at))], tz)
-    assert [r[3] for r in rows] == [day]
+    assert [r[4] for r in rows] == [day]
 
 
 def test_a_play_across_local_midnight_counts_on_the_day_it_started() -> None:
     lines = [line(DEV1, "q10-p12", entry("a", "2026-11-25T16:59:30Z", "2026-11-25T17:00:30Z"))]
-    assert report(lines) == [("q10-p12", DEV1, "tb-01", "2026-11-25", 1, 1, 0, 0, 60)]
+    assert report(lines) == [("q10-p12", DEV1, "tb-01", "screen", "2026-11-25", 1, 1, 0, 0, 60)]
 
 
 def test_outcomes_and_seconds() -> None:
@@ -170,7 +170,10 @@ def test_outcomes_and_seconds() -> None:
             entry("e", "2026-11-26T05:00:10Z", "2026-11-26T05:00:00Z"),  # clock went back
         )
     ]
-    assert report(lines) == [("q10-p12", DEV1, "tb-01", "2026-11-26", 5, 3, 1, 1, 142)]
+    assert report(lines) == [
+        ("q10-p12", DEV1, "tb-01", "screen", "2026-11-26", 4, 2, 1, 1, 22),
+        ("q10-p12", DEV1, "tb-01", "speaker", "2026-11-26", 1, 1, 0, 0, 120),
+    ]
 
 
 def test_fractional_seconds_are_summed_before_rounding() -> None:
@@ -186,10 +189,10 @@ def test_rows_per_ward_device_bulletin_and_day_sorted() -> None:
         line(DEV1, "q10-p12", entry("e", bulletin="tb-01")),
     ]
     assert report(lines) == [
-        ("q10-p12", DEV1, "tb-01", "2026-11-25", 1, 1, 0, 0, 15),
-        ("q10-p12", DEV1, "tb-01", "2026-11-26", 2, 2, 0, 0, 30),
-        ("q10-p12", DEV1, "tb-02", "2026-11-26", 1, 1, 0, 0, 15),
-        ("q10-p13", DEV2, "tb-02", "2026-11-26", 1, 1, 0, 0, 15),
+        ("q10-p12", DEV1, "tb-01", "screen", "2026-11-25", 1, 1, 0, 0, 15),
+        ("q10-p12", DEV1, "tb-01", "screen", "2026-11-26", 2, 2, 0, 0, 30),
+        ("q10-p12", DEV1, "tb-02", "screen", "2026-11-26", 1, 1, 0, 0, 15),
+        ("q10-p13", DEV2, "tb-02", "screen", "2026-11-26", 1, 1, 0, 0, 15),
     ]
 
 
@@ -200,25 +203,28 @@ def test_nothing_collected_is_an_empty_report() -> None:
 
 def test_aggregate_takes_plays_directly() -> None:
     plays = [Play("w1", DEV1, PlaylogEntry.model_validate(entry("a")))]
-    assert aggregate(plays, HCM) == [Row("w1", DEV1, "tb-01", date(2026, 11, 26), 1, 1, 0, 0, 15)]
+    assert aggregate(plays, HCM) == [
+        Row("w1", DEV1, "tb-01", "screen", date(2026, 11, 26), 1, 1, 0, 0, 15)
+    ]
 
 
 def test_csv() -> None:
     rows = [
-        Row("", DEV2, "tb-02", date(2026, 11, 26), 1, 0, 0, 1, 0),
-        Row("q10-p12", DEV1, "tb-01", date(2026, 11, 26), 3, 2, 1, 0, 37),
+        Row("", DEV2, "tb-02", "screen", date(2026, 11, 26), 1, 0, 0, 1, 0),
+        Row("q10-p12", DEV1, "tb-01", "screen", date(2026, 11, 26), 3, 2, 1, 0, 37),
     ]
     out = io.StringIO()
     write_csv(rows, out)
     assert out.getvalue() == (
         ",".join(COLUMNS) + "\n"
-        f",{DEV2},tb-02,2026-11-26,1,0,0,1,0\n"
-        f"q10-p12,{DEV1},tb-01,2026-11-26,3,2,1,0,37\n"
+        f",{DEV2},tb-02,screen,2026-11-26,1,0,0,1,0\n"
+        f"q10-p12,{DEV1},tb-01,screen,2026-11-26,3,2,1,0,37\n"
     )
     assert COLUMNS == (
         "ward",
         "device",
         "bulletin",
+        "channel",
         "day",
         "plays",
         "completed",
