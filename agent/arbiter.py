@@ -154,7 +154,7 @@ def decide(world: World, cursor: Cursor, now: datetime) -> Decision:
     changes: list[datetime] = []
     for entry in entries:
         changes.extend(b for b in _bounds(entry.bulletin) if b is not None)
-    valid = [e for e in entries if _valid(e.bulletin, now)]
+    valid = [e for e in entries if is_valid(e.bulletin, now)]
 
     alerts = _alerts(world, valid, now, changes)
     play_slot, play_queue = _play_now(world, now, grace, changes)
@@ -253,7 +253,7 @@ def _bounds(bulletin: Bulletin) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _valid(bulletin: Bulletin, moment: datetime) -> bool:
+def is_valid(bulletin: Bulletin, moment: datetime) -> bool:
     """``valid_from`` ≤ moment < ``valid_until``; an absent bound is open."""
     start, end = _bounds(bulletin)
     return (start is None or start <= moment) and (end is None or moment < end)

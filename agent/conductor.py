@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from agent.cache import ContentCache
-from agent.fetcher import ContentJob, ContentResult
-from agent.playlog import PlaylogRecorder
-from agent.programs import Program, Ranks, media_of, merge, parse
-from agent.protocol import Ack, Envelope, Media, ProgramBody, Status
+from agent.fetcher import ContentJob, ContentResult, Jobs
+from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
+from agent.programs import Program, Ranks, bulletin_media, media_of, merge, parse
+from agent.protocol import Ack, Envelope, ProgramBody, Status
 from agent.stage import Stage
 from agent.store import ProgramRow, Store
 
 log = logging.getLogger(__name__)
-FLUSH_AT = 50  # pending playlog entries that trigger a batch before the timer does
+RETRY_RECONCILE = timedelta(seconds=5)
 TRANSIENT = {"download_failed", "cache_full"}  # worth another try; a bad hash or size is not
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(minutes=30)
@@ -37,7 +37,7 @@ class Conductor:
         self,
         store: Store,
         cache: ContentCache,
-        submit: Callable[[ContentJob], None],
+        jobs: Jobs,
         stage: Stage,
         recorder: PlaylogRecorder,
         ranks: Ranks,
@@ -48,7 +48,7 @@ class Conductor:
     ) -> None:
         self.store = store
         self.cache = cache
-        self.submit = submit  # hands a job to the Fetcher's thread
+        self.jobs = jobs  # the Fetcher's thread
         self.stage = stage
         self.recorder = recorder
         self.ranks = ranks
@@ -84,6 +84,20 @@ class Conductor:
             "booted from cache: %d live programs, %d pending", len(self.live), len(self.pending)
         )
         self.reconcile()
+        self.repair()
+
+    def repair(self) -> None:
+        """Fetch again the files of live programs that went missing from the cache (removed
+        as damaged by ``cache verify``, or lost with the disk)."""
+        for topic, program in self.live.items():
+            missing = [m for m in media_of(program.body) if not self.cache.has(m.sha256, m.size)]
+            if missing:
+                log.warning(
+                    "%s: %d files of the live program are missing; fetching them again",
+                    program.row.doc_id,
+                    len(missing),
+                )
+                self.jobs.submit(ContentJob(f"repair:{topic}", program.row.doc_id, tuple(missing)))
 
     # ------------------------------------------------------------------ documents
 
@@ -106,6 +120,7 @@ class Conductor:
         )
         acks = []
         if current is not None:
+            self.jobs.cancel(current.row.doc_id)
             acks.append(
                 self.ack(
                     current.row.doc_id,
@@ -127,6 +142,7 @@ class Conductor:
         )
         program = Program(row, body, self.ranks.of_program(topic))
         self.pending[topic] = program
+        self.retries.pop(topic, None)  # a new version starts with a fresh backoff
         self.cache.set_keep(self.keep())
         self._fetch(program)
         return acks
@@ -134,17 +150,15 @@ class Conductor:
     def on_override(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
         """``play.now`` or ``emergency.start``: in force at once, or once its files are here."""
         rank = self.ranks.of_command(topic)
-        media = _bulletin_media(env)
+        media = bulletin_media(env.body.bulletin)
         now = self.clock()
-        if all(self.cache.has(m.sha256, m.size) for m in media):
-            ack = self.ack(env.id, Status.DONE, detail=_override_detail(env), seen=seen)
-            self.stage.add_override(env, rank, now, now)
-            self.reconcile()
-            return [ack]
-        ack = self.ack(env.id, Status.ACCEPTED, detail=f"{len(media)} files to fetch", seen=seen)
+        missing = [m for m in media if not self.cache.has(m.sha256, m.size)]
+        if not missing:
+            return [self._in_force(env, rank, now, seen)]
+        ack = self.ack(env.id, Status.ACCEPTED, detail=f"{len(missing)} files to fetch", seen=seen)
         self.waiting[env.id] = (env, rank, now)
         self.cache.set_keep(self.keep())
-        self.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
+        self.jobs.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
         return [ack]
 
     def on_emergency_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
@@ -154,6 +168,7 @@ class Conductor:
             if waiting.type == "emergency.start" and ref in (None, doc_id):
                 # Stopped before its files arrived: it will never start.
                 del self.waiting[doc_id]
+                self.jobs.cancel(doc_id)
                 self.ack(doc_id, Status.FAILED, "cancelled", f"stopped by {env.id}")
                 ended += 1
         if ended == 0 and ref is not None:
@@ -162,13 +177,26 @@ class Conductor:
                     env.id, Status.FAILED, "not_found", f"no emergency {ref} in force", seen=seen
                 )
             ]
-        ack = self.ack(env.id, Status.DONE, detail=f"{ended} emergencies ended", seen=seen)
+        # The stop is saved in the same transaction as its ack.
+        ack = self.ack(
+            env.id,
+            Status.DONE,
+            detail=f"{ended} emergencies ended",
+            seen=seen,
+            settings=self.stage.overrides_setting(),
+        )
+        self.cache.set_keep(self.keep())
         self.reconcile()
         return [ack]
 
     def on_content(self, result: ContentResult) -> None:
         if result.topic.startswith("override:"):
             self._override_content(result)
+            return
+        if result.topic.startswith("repair:"):
+            if result.reason is not None:
+                log.warning("repairing %s failed: %s", result.doc_id, result.detail)
+            self.reconcile()
             return
         program = self.pending.get(result.topic)
         if program is None or program.row.doc_id != result.doc_id:
@@ -215,7 +243,7 @@ class Conductor:
         """Keep a program pending after a transient failure (a 3G outage, a file not yet on the
         server); False once it has been trying for ``GIVE_UP_AFTER``."""
         now = self.clock()
-        if now - program.accepted_at >= GIVE_UP_AFTER:
+        if now - program.since >= GIVE_UP_AFTER:
             return False
         attempt = self.retries.get(program.topic, (0, now))[0] + 1
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (attempt - 1))
@@ -248,10 +276,21 @@ class Conductor:
         if result.reason is not None:
             self.ack(env.id, Status.FAILED, result.reason, result.detail)
             return
-        self.ack(env.id, Status.DONE, detail=_override_detail(env))
-        now = self.clock()  # in force from now: its files are here only now
+        self._in_force(env, rank, self.clock(), None)  # from now: its files are here only now
+
+    def _in_force(self, env: Envelope, rank: int, now: datetime, seen: Seen | None) -> Ack:
+        """Put an override in force; it is saved in the same transaction as its ``done``."""
         self.stage.add_override(env, rank, now, now)
+        ack = self.ack(
+            env.id,
+            Status.DONE,
+            detail=_override_detail(env),
+            seen=seen,
+            settings=self.stage.overrides_setting(),
+        )
+        self.cache.set_keep(self.keep())
         self.reconcile()
+        return ack
 
     # ------------------------------------------------------------------ playing
 
@@ -260,8 +299,16 @@ class Conductor:
         self.reconcile()
 
     def reconcile(self) -> None:
-        self.wake(self.stage.reconcile(self.clock()))
-        if self.recorder.pending_count() >= FLUSH_AT:
+        """Decide what plays now and when to decide again."""
+        now = self.clock()
+        wake: datetime | None = now + RETRY_RECONCILE
+        try:
+            wake = self.stage.reconcile(now)
+        finally:
+            # Even when deciding failed (a full disk under the store), decide again soon:
+            # a board whose last wake-up is lost would freeze on one item.
+            self.wake(wake)
+        if self.recorder.pending_count() >= FLUSH_AT_PENDING:
             self.recorder.flush()
 
     def versions(self) -> dict[str, int]:
@@ -275,24 +322,21 @@ class Conductor:
             for p in (*self.live.values(), *self.pending.values())
             for m in media_of(p.body)
         }
-        keep |= {m.sha256 for env, _, _ in self.waiting.values() for m in _bulletin_media(env)}
-        return keep
+        keep |= {
+            m.sha256
+            for env, _, _ in self.waiting.values()
+            for m in bulletin_media(env.body.bulletin)
+        }
+        return keep | self.stage.override_media()
 
     def close(self) -> None:
         self.stage.close()
         self.recorder.flush()
 
     def _fetch(self, program: Program) -> None:
-        self.submit(ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body))))
-
-
-def _bulletin_media(env: Envelope) -> list[Media]:
-    bulletin = env.body.bulletin
-    found = []
-    for part in (bulletin.screen, bulletin.speaker):
-        if part is not None and part.media is not None and part.kind != "stream":
-            found.append(part.media)
-    return found
+        self.jobs.submit(
+            ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body)))
+        )
 
 
 def _override_detail(env: Envelope) -> str:

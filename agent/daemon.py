@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -17,6 +18,7 @@ from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import __version__
@@ -218,7 +220,7 @@ class Wakeup:
 
     def __call__(self, when: datetime | None) -> None:
         if when is None:
-            if self.scheduler.get_job("wake") is not None:
+            with contextlib.suppress(JobLookupError):  # it may have just fired
                 self.scheduler.remove_job("wake")
             return
         self.scheduler.add_job(
@@ -255,7 +257,7 @@ def build_conductor(
     return Conductor(
         store,
         fetcher.cache,
-        fetcher.submit,
+        fetcher,
         stage,
         recorder,
         ranks,

@@ -459,6 +459,8 @@ class Director:
         if dropped:
             log.info("forgot %d expired document ids", dropped)
         self.collect_garbage()
+        if self.conductor is not None:
+            self.conductor.repair()
 
     def collect_garbage(self) -> list[str]:
         """Evict least-recently-used content over the quota, never what a program needs."""

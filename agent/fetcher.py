@@ -7,15 +7,16 @@ director as ``("content", ContentResult)`` events.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from agent.cache import ContentCache
-from agent.download import DownloadError, safe_url
+from agent.download import DownloadError
 from agent.protocol import Media
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,28 @@ class ContentResult:
     transferred: int
 
 
+class Jobs(Protocol):
+    """Where the conductor hands content jobs."""
+
+    def submit(self, job: ContentJob) -> None: ...
+
+    def cancel(self, doc_id: str) -> None: ...
+
+
 class Fetcher:
-    """A single worker thread over a job queue."""
+    """A single worker thread over a priority queue of jobs.
+
+    An emergency's or a ``play.now``'s files go before a program's (a typhoon warning must not
+    wait behind a video download on 3G); a cancelled job stops before its next file.
+    """
 
     def __init__(self, cache: ContentCache, post: Callable[[str, Any], None]) -> None:
         self.cache = cache
         self.post = post
-        self._jobs: queue.SimpleQueue[ContentJob | None] = queue.SimpleQueue()
+        self._jobs: queue.PriorityQueue[tuple[int, int, ContentJob | None]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="fetcher", daemon=True)
         self._stopping = threading.Event()
 
@@ -55,43 +71,55 @@ class Fetcher:
         self._thread.start()
 
     def submit(self, job: ContentJob) -> None:
-        self._jobs.put(job)
+        with self._lock:
+            self._cancelled.discard(job.doc_id)
+        urgent = job.topic.startswith("override:")
+        self._jobs.put((0 if urgent else 1, next(self._seq), job))
+
+    def cancel(self, doc_id: str) -> None:
+        """Drop a job (superseded, stopped) before its next file; its result is not posted."""
+        with self._lock:
+            self._cancelled.add(doc_id)
+
+    def _wanted(self, job: ContentJob) -> bool:
+        with self._lock:
+            return job.doc_id not in self._cancelled and not self._stopping.is_set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop after the current file; a partial download resumes after the next start."""
         self._stopping.set()  # also cancels the file being fetched; its part is resumed later
-        self._jobs.put(None)
+        self._jobs.put((-1, next(self._seq), None))
         if self._thread.is_alive():
             self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            job = self._jobs.get()
+            _, _, job = self._jobs.get()
             if job is None:
                 return
+            if not self._wanted(job):
+                continue
             try:
                 result = self._fetch(job)
             except Exception as exc:  # the worker must outlive any one job
                 log.exception("content job %s failed", job.doc_id)
                 result = ContentResult(job.topic, job.doc_id, "download_failed", repr(exc), 0)
-            if not self._stopping.is_set():
+            if self._wanted(job):
                 self.post("content", result)
 
     def _fetch(self, job: ContentJob) -> ContentResult:
         transferred = 0
         for media in job.media:
-            if self._stopping.is_set():
-                return ContentResult(job.topic, job.doc_id, "download_failed", "stopping", 0)
+            if not self._wanted(job):
+                return ContentResult(job.topic, job.doc_id, "download_failed", "cancelled", 0)
             try:
                 fetched = self.cache.ensure(
                     media, keep={m.sha256 for m in job.media}, cancel=self._stopping
                 )
             except DownloadError as exc:
-                url = safe_url(media.url)  # a query may hold an access token
-                log.warning("%s: %s: %s (%s)", job.doc_id, url, exc.reason, exc.detail)
-                return ContentResult(
-                    job.topic, job.doc_id, exc.reason, f"{url}: {exc.detail}", transferred
-                )
+                # The detail names the URL already, without its query (it may hold a token).
+                log.warning("%s: %s (%s)", job.doc_id, exc.reason, exc.detail)
+                return ContentResult(job.topic, job.doc_id, exc.reason, exc.detail, transferred)
             if fetched is not None:
                 transferred += fetched.transferred_bytes
         return ContentResult(job.topic, job.doc_id, None, "", transferred)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from agent.arbiter import Entry
-from agent.protocol import Envelope, Media, ProgramBody, ScreenHours, Topics
+from agent.protocol import Bulletin, Envelope, Media, ProgramBody, ScreenHours, Topics
 from agent.store import ProgramRow
 
 log = logging.getLogger(__name__)
@@ -35,23 +35,24 @@ class Program:
         return self.row.topic
 
     @property
-    def accepted_at(self) -> datetime:
-        """When a pending program was accepted (for a live one: when it went live)."""
+    def since(self) -> datetime:
+        """When a pending program was accepted, or when a live one went live."""
         return datetime.fromtimestamp(self.row.since, UTC)
 
-    @property
-    def went_live_at(self) -> datetime:
-        return datetime.fromtimestamp(self.row.since, UTC)
+
+def bulletin_media(bulletin: Bulletin, channel: str | None = None) -> list[Media]:
+    """The files a bulletin (or one of its channels) needs; a live stream is not a file."""
+    parts = {"screen": bulletin.screen, "speaker": bulletin.speaker}
+    chosen = [parts[channel]] if channel is not None else list(parts.values())
+    return [p.media for p in chosen if p is not None and p.media is not None and p.kind != "stream"]
 
 
 def media_of(body: ProgramBody) -> list[Media]:
     """Every file a program needs, each once, in program order."""
     seen: dict[str, Media] = {}
     for bulletin in body.bulletins:
-        for part in (bulletin.screen, bulletin.speaker):
-            media = getattr(part, "media", None) if part is not None else None
-            if media is not None and not (part is not None and part.kind == "stream"):
-                seen.setdefault(media.sha256, media)
+        for media in bulletin_media(bulletin):
+            seen.setdefault(media.sha256, media)
     return list(seen.values())
 
 
@@ -106,12 +107,12 @@ def merge(programs: Iterable[Program]) -> Merged:
     for program in ordered:
         for bulletin in program.body.bulletins:
             entries.append(
-                Entry(bulletin, program.rank, program.topic, len(entries), program.went_live_at)
+                Entry(bulletin, program.rank, program.topic, len(entries), program.since)
             )
         ticker.extend(program.body.ticker)
         if hours is None:
             hours = program.body.screen_hours
         for item in media_of(program.body):
             media.setdefault(item.sha256, item)
-    went_live = max((p.went_live_at for p in ordered), default=None)
+    went_live = max((p.since for p in ordered), default=None)
     return Merged(tuple(entries), tuple(ticker), hours, went_live, media)

@@ -216,4 +216,9 @@ def write_csv(rows: Iterable[Row], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in rows:
-        writer.writerow(row.cells())
+        writer.writerow([_inert(cell) for cell in row.cells()])
+
+
+def _inert(cell: str) -> str:
+    """Bulletin ids come from devices: never let a spreadsheet read one as a formula."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell

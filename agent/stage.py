@@ -8,6 +8,7 @@ reboot, and an announcement already played is not played again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -17,24 +18,24 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from agent.arbiter import (
+    LEVEL_RANK,
     Announcement,
     Cursor,
     Decision,
     Emergency,
-    Entry,
     PlayNow,
     ScreenSlot,
     World,
     decide,
+    is_valid,
 )
 from agent.playlog import PlaylogRecorder
-from agent.programs import Merged
-from agent.protocol import Bulletin, Envelope, format_time, parse_time
+from agent.programs import Merged, bulletin_media
+from agent.protocol import Bulletin, Envelope, Level, format_time, parse_time
 from agent.store import Store
 from player.base import Channel, Outcome, PlayItem, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
-LEVELS = {"normal": 0, "priority": 1, "emergency": 2}
 PLAYED_MEMORY = timedelta(days=2)
 
 
@@ -90,8 +91,15 @@ class Stage:
         if not raw:
             return
         for saved in json.loads(raw):
-            env = Envelope.model_validate_json(saved["doc"])
-            self.add_override(env, int(saved["rank"]), parse_time(saved["received_at"]), now)
+            try:
+                env = Envelope.model_validate_json(saved["doc"])
+                rank, received = int(saved["rank"]), parse_time(saved["received_at"])
+            except (ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
+                # One unreadable record (an older format) must not keep the board from booting.
+                log.error("a saved override is unreadable and dropped: %s", exc)
+                continue
+            self.add_override(env, rank, received, now)
+        self._expire(now)
 
     def add_override(self, env: Envelope, rank: int, received: datetime, now: datetime) -> None:
         """Start an ``emergency.start`` or ``play.now`` (already verified)."""
@@ -113,7 +121,7 @@ class Stage:
             )
             self.world = replace(self.world, play_now=(*self.world.play_now, item))
         self._docs[env.id] = (env, rank, received)
-        self._expire(now)
+        self._expire(now, persist=False)  # the caller saves it with its ack: overrides_setting()
 
     def stop_emergency(self, ref: str | None, now: datetime) -> int:
         """End one emergency (or all); return how many ended."""
@@ -123,10 +131,24 @@ class Stage:
             if emergency not in kept:
                 self._docs.pop(emergency.id, None)
         self.world = replace(self.world, emergencies=kept)
-        self._expire(now)
+        self._expire(now, persist=False)  # the caller saves it with its ack
         return ended
 
-    def _expire(self, now: datetime) -> None:
+    def overrides_setting(self) -> dict[str, str | None]:
+        """The overrides in force, as the store setting that brings them back after a reboot."""
+        saved = [
+            {"doc": env.model_dump_json(), "rank": rank, "received_at": format_time(received)}
+            for env, rank, received in self._docs.values()
+        ]
+        return {"overrides": json.dumps(saved)}
+
+    def override_media(self) -> set[str]:
+        """Files of the overrides in force (they must not be evicted)."""
+        return {
+            m.sha256 for env, _, _ in self._docs.values() for m in bulletin_media(env.body.bulletin)
+        }
+
+    def _expire(self, now: datetime, persist: bool = True) -> None:
         """Drop overrides that can no longer matter, and persist the rest."""
         emergencies = tuple(
             e for e in self.world.emergencies if e.expires_at is None or e.expires_at > now
@@ -137,11 +159,8 @@ class Stage:
             if doc_id not in live:
                 del self._docs[doc_id]
         self.world = replace(self.world, emergencies=emergencies, play_now=play_now)
-        saved = [
-            {"doc": env.model_dump_json(), "rank": rank, "received_at": format_time(received)}
-            for env, rank, received in self._docs.values()
-        ]
-        self.store.record(settings={"overrides": json.dumps(saved)}, now=now.timestamp())
+        if persist:
+            self.store.record(settings=self.overrides_setting(), now=now.timestamp())
 
     # ------------------------------------------------------------------ decisions
 
@@ -208,7 +227,9 @@ class Stage:
         if any(e.id == item.ref for e in self.world.emergencies):
             return True
         return any(
-            entry.ref == item.ref and entry.bulletin.id == item.bulletin.id and _valid(entry, now)
+            entry.ref == item.ref
+            and entry.bulletin.id == item.bulletin.id
+            and is_valid(entry.bulletin, now)
             for entry in self.world.entries
         )
 
@@ -225,7 +246,8 @@ class Stage:
             self.showing = None
 
     def close(self) -> None:
-        """End the open showings (interrupted) before the agent stops."""
+        """Silence the speaker and end the open showings (interrupted) before the agent stops."""
+        self.speaker.close()
         if self.showing is not None:
             self.recorder.ended(self.showing.token, "interrupted")
             self.showing = None
@@ -243,10 +265,7 @@ class Stage:
     def _item(
         self, bulletin: Bulletin, channel: Channel, key: str, origin: str, until: datetime | None
     ) -> PlayItem:
-        media = {}
-        for part in (bulletin.screen if channel == "screen" else bulletin.speaker,):
-            if part is not None and part.media is not None and part.kind != "stream":
-                media[part.media.sha256] = self.media_path(part.media.sha256)
+        media = {m.sha256: self.media_path(m.sha256) for m in bulletin_media(bulletin, channel)}
         return PlayItem(bulletin, channel, key, origin, media, until)
 
     def _mark_played(self, key: str, now: datetime) -> None:
@@ -259,29 +278,27 @@ class Stage:
 
 def _load_played(store: Store) -> dict[str, datetime]:
     raw = store.get_setting("played")
-    if not raw:
+    try:
+        return {str(k): parse_time(v) for k, v in json.loads(raw or "{}").items()}
+    except (ValueError, AttributeError) as exc:
+        log.error("the record of announcements played is unreadable and dropped: %s", exc)
         return {}
-    return {k: parse_time(v) for k, v in json.loads(raw).items()}
 
 
 def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
+    # The content's fingerprint too: a corrected bulletin under the same id is shown at once.
+    content = hashlib.sha256(slot.bulletin.model_dump_json().encode()).hexdigest()[:16]
     if slot.origin == "rotation":
         since = cursor.since.isoformat() if cursor.since else "-"
-        return f"rotation|{slot.ref}|{slot.bulletin.id}|{since}"
+        return f"rotation|{slot.ref}|{slot.bulletin.id}|{content}|{since}"
     until = slot.until.isoformat() if slot.until else "-"
-    return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{until}"
-
-
-def _valid(entry: Entry, now: datetime) -> bool:
-    bulletin = entry.bulletin
-    starts = parse_time(bulletin.valid_from) if bulletin.valid_from else None
-    ends = parse_time(bulletin.valid_until) if bulletin.valid_until else None
-    return (starts is None or starts <= now) and (ends is None or now < ends)
+    return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{content}|{until}"
 
 
 def _level(item: Announcement) -> int:
     # An emergency command cuts in whatever its bulletin's own level.
-    return LEVELS["emergency"] if item.origin == "emergency" else LEVELS[str(item.bulletin.level)]
+    level = Level.EMERGENCY if item.origin == "emergency" else item.bulletin.level
+    return LEVEL_RANK[level]
 
 
 def _play_now_end(item: PlayNow) -> datetime:

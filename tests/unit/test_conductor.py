@@ -86,6 +86,16 @@ class RecordingSpeaker:
         pass
 
 
+class JobList(list[ContentJob]):
+    """The fetcher's queue, kept for the test to run: cancelled jobs leave it."""
+
+    def submit(self, job: ContentJob) -> None:
+        self.append(job)
+
+    def cancel(self, doc_id: str) -> None:
+        self[:] = [j for j in self if j.doc_id != doc_id]
+
+
 @dataclass
 class Show:
     rig: Rig
@@ -93,7 +103,7 @@ class Show:
     screen: RecordingScreen
     speaker: RecordingSpeaker
     cache: ContentCache
-    jobs: list[ContentJob]
+    jobs: JobList
     wakes: list[datetime | None]
 
     def program(
@@ -169,12 +179,12 @@ def make_show(tmp_path: Path, store: Store) -> Show:
     cache = ContentCache(tmp_path / "cache", 1 << 30)
     recorder = PlaylogRecorder(store, DEVICE, TOPICS, rig.clock)
     stage = Stage(store, screen, speaker, recorder, cache.path, ZoneInfo("Asia/Ho_Chi_Minh"))
-    jobs: list[ContentJob] = []
+    jobs = JobList()
     wakes: list[datetime | None] = []
     conductor = Conductor(
         store,
         cache,
-        jobs.append,
+        jobs,
         stage,
         recorder,
         Ranks(TOPICS, DEVICE, GROUPS),
@@ -415,3 +425,88 @@ def test_a_cancelled_emergency_stops_sounding_at_once(show: Show) -> None:
     assert show.speaker.stopped == 1  # a false alarm does not play on to its end
     show.flush_interrupts()
     assert show.speaker.current is None
+
+
+def test_a_corrected_bulletin_under_the_same_id_is_shown_at_once(show: Show) -> None:
+    wrong = {
+        "id": "em",
+        "title": "Bão số 9",
+        "level": "emergency",
+        "screen": {"kind": "text", "text": "Sơ tán về trường Tiểu học A"},
+    }
+    show.program(1, [text("a"), wrong])
+    show.run_jobs()
+    assert show.screen.current == "em"
+    fixed = {**wrong, "screen": {"kind": "text", "text": "Sơ tán về trường Tiểu học B"}}
+    show.program(2, [text("a"), fixed])
+    show.run_jobs()
+    item = show.screen.shown[-1]
+    assert item is not None and item.bulletin.screen is not None
+    assert item.bulletin.screen.text == "Sơ tán về trường Tiểu học B"
+
+
+def test_files_of_an_emergency_in_force_are_never_evicted(show: Show) -> None:
+    data = "Bản đồ sơ tán".encode()
+    sha = hashlib.sha256(data).hexdigest()
+    path = show.cache.path(sha)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    media = {
+        "url": "https://media.example.vn/map.png",
+        "sha256": sha,
+        "size": len(data),
+        "mime": "image/png",
+    }
+    alert = {
+        "id": "ban-do",
+        "title": "Sơ tán",
+        "level": "emergency",
+        "screen": {"kind": "image", "media": media},
+    }
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000011")
+    assert sha in show.conductor.keep()
+    assert show.cache.gc(show.conductor.keep(), target_bytes=0) == []
+    assert path.exists()
+
+
+def test_a_superseded_program_is_not_fetched_and_its_backoff_is_forgotten(show: Show) -> None:
+    data = b"x"
+    media = {
+        "url": "https://media.example.vn/x.png",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": 1,
+        "mime": "image/png",
+    }
+    show.program(1, [{"id": "img", "title": "Ảnh", "screen": {"kind": "image", "media": media}}])
+    show.run_jobs()  # fails: retried in a minute
+    show.program(2, [text("b")])
+    assert [j.doc_id for j in show.jobs] == ["prog-000002-q10-p12-bang-01"]
+    show.rig.clock.advance(120)
+    show.conductor.retry_due()
+    assert len(show.jobs) == 1  # the old retry does not submit the new version twice
+
+
+def test_a_failure_while_deciding_still_schedules_the_next_decision(show: Show) -> None:
+    show.program(1, [text("a")])
+    show.run_jobs()
+
+    def broken(now: datetime) -> datetime | None:
+        raise RuntimeError("database or disk is full")
+
+    show.conductor.stage.reconcile = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        show.conductor.reconcile()
+    assert show.wakes[-1] == show.rig.clock() + timedelta(seconds=5)
+
+
+def test_an_unreadable_saved_override_does_not_stop_the_boot(tmp_path: Path, store: Store) -> None:
+    store.record(
+        settings={
+            "overrides": json.dumps(
+                [{"doc": "{}", "rank": 0, "received_at": "2026-11-26T06:00:00Z"}]
+            )
+        },
+        now=0.0,
+    )
+    show = make_show(tmp_path, store)
+    assert show.conductor.stage.world.emergencies == ()

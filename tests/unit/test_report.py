@@ -232,3 +232,10 @@ def test_csv() -> None:
         "failed",
         "seconds",
     )
+
+
+def test_a_device_cannot_plant_a_spreadsheet_formula() -> None:
+    rows = [Row("q10-p12", DEV1, '=HYPERLINK("x")', "screen", date(2026, 11, 26), 1, 1, 0, 0, 5)]
+    out = io.StringIO()
+    write_csv(rows, out)
+    assert "'=HYPERLINK" in out.getvalue()
