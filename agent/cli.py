@@ -200,8 +200,10 @@ def _cache_verify(cache: ContentCache, show_progress: bool) -> int:
         print(f"damaged, removed: {sha}")
     bytes_, items = cache.usage()
     if bad:
-        print(f"{len(bad)} damaged files removed (the agent fetches a live program's files "
-              "again at start and every hour)")
+        print(
+            f"{len(bad)} damaged files removed (the agent fetches a live program's files "
+            "again at start and every hour)"
+        )
         return 1
     print(f"all {items} files match their sha256 ({_size(bytes_)})")
     return 0
