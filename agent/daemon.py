@@ -168,6 +168,9 @@ def run(config: AgentConfig, config_path: Path) -> int:
     director.every(3600, director.housekeeping)
     director.every(PLAYLOG_FLUSH_S, conductor.recorder.tick)
     director.every(30, conductor.retry_due)
+    # A safety net on the monotonic clock: a wake-up lost to a wall-clock step (NTP on a board
+    # without an RTC) delays the next decision by at most a minute.
+    director.every(60, conductor.reconcile)
     director.every(10, director.report_suppressed)
     if notifier.watchdog_interval_s:
         director.every(notifier.watchdog_interval_s, watchdog)
