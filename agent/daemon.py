@@ -32,13 +32,12 @@ from agent.link import LinkHandler, LinkSettings, MqttLink, Will
 from agent.logs import Redactor, setup_logging
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import DeviceState, Topics, format_time
+from agent.protocol import Channel, DeviceState, Outcome, Topics, format_time
 from agent.signing import public_key_from_b64
 from agent.stage import Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.verify import Verifier
-from player.base import Channel, Outcome
 from player.null import NullScreen, NullSpeaker
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
 import shutil
 import sqlite3
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -416,13 +414,8 @@ class Director:
         return int(self.store.get_setting("volume", str(DEFAULT_VOLUME)) or DEFAULT_VOLUME)
 
     def status(self) -> DeviceStatus:
-        cache = self.config.paths.cache_dir
-        try:
-            disk_free = shutil.disk_usage(cache if cache.exists() else cache.parent).free
-        except OSError:
-            disk_free = 0
         connected = self.link.connected if self.link is not None else False
-        now = NowPlaying()
+        now, usage = NowPlaying(), CacheUsage()
         if self.conductor is not None:
             screen, speaker = self.conductor.stage.now_playing()
             now = NowPlaying(screen=screen, speaker=speaker)
@@ -430,7 +423,7 @@ class Director:
             usage = CacheUsage(bytes=size, items=items)
             disk_free = self.conductor.cache.disk_free_bytes()
         else:
-            usage = _cache_usage(cache)
+            disk_free = _disk_free(self.config.paths.cache_dir)
         return DeviceStatus(
             at=format_time(self.clock()),
             uptime_s=int(self.monotonic() - self.started),
@@ -539,17 +532,11 @@ class Director:
         log.info("reloaded: %d trusted keys, log level %s", len(new.trust.keys), new.log.level)
 
 
-def _cache_usage(root: Path) -> CacheUsage:
-    """Every file under ``root``; files and folders removed meanwhile (eviction) are skipped."""
-    total = items = 0
-    for folder, _, names in os.walk(root):  # os.walk skips folders that vanish
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                st = os.stat(os.path.join(folder, name))
-                if stat.S_ISREG(st.st_mode):
-                    total += st.st_size
-                    items += 1
-    return CacheUsage(bytes=total, items=items)
+def _disk_free(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path if path.exists() else path.parent).free
+    except OSError:
+        return 0
 
 
 def _temperature() -> int | None:

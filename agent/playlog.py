@@ -30,17 +30,15 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
 
-from agent.protocol import Playlog, PlaylogEntry, Topics, format_time
+from agent.protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
 from agent.store import OpenPlay, OutboxMessage, Store
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["screen", "speaker"]
-Outcome = Literal["completed", "interrupted", "failed"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 # The director flushes every few seconds, and at once when this many entries are pending.

@@ -414,6 +414,10 @@ class DeviceStatus(BaseModel):
         return to_json(self.model_dump(mode="json"))
 
 
+Channel = Literal["screen", "speaker"]
+Outcome = Literal["completed", "interrupted", "failed"]
+
+
 class PlaylogEntry(BaseModel):
     """One finished play of a bulletin on one channel (proof of play).
 
@@ -424,10 +428,10 @@ class PlaylogEntry(BaseModel):
 
     id: str
     bulletin: str
-    channel: Literal["screen", "speaker"]
+    channel: Channel
     started_at: Time
     ended_at: Time
-    outcome: Literal["completed", "interrupted", "failed"]
+    outcome: Outcome
     ref: Annotated[str, Field(max_length=128)] | None = None
     start_error_ms: StrictInt | None = None
 

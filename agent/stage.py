@@ -31,9 +31,9 @@ from agent.arbiter import (
 )
 from agent.playlog import PlaylogRecorder
 from agent.programs import Merged, bulletin_media
-from agent.protocol import Bulletin, Envelope, Level, format_time, parse_time
+from agent.protocol import Bulletin, Channel, Envelope, Level, Outcome, format_time, parse_time
 from agent.store import Store
-from player.base import Channel, Outcome, PlayItem, ScreenPlayer, SpeakerPlayer
+from player.base import PlayItem, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
 PLAYED_MEMORY = timedelta(days=2)

@@ -9,12 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from agent.protocol import Bulletin
-
-Channel = Literal["screen", "speaker"]
-Outcome = Literal["completed", "interrupted", "failed"]
+from agent.protocol import Bulletin, Channel, Outcome
 
 
 @dataclass(frozen=True)

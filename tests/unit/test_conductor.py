@@ -22,9 +22,10 @@ from agent.conductor import Conductor
 from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
+from agent.protocol import Channel, Outcome
 from agent.stage import Stage
 from agent.store import Store
-from player.base import Channel, Outcome, PlayItem
+from player.base import PlayItem
 from tests.unit.fakes import (
     DEVICE,
     GROUPS,
