@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common],
         help="have the running agent evict least recently used files over the quota",
     )
+    shot = sub.add_parser(
+        "screenshot", parents=[common], help="save the frame now on the screen as a PNG file"
+    )
+    shot.add_argument("file", type=Path, help="where to write the PNG")
+    shot.add_argument("--max-width", type=int, default=None, help="scale down to this width")
+    test = sub.add_parser(
+        "test-screen",
+        parents=[common],
+        help="colour bars, a Vietnamese pangram, the resolution and the frame rate",
+    )
+    test.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
+    test.add_argument("--out", type=Path, default=None, help="also save the test card as PNG")
     return parser
 
 
@@ -107,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             return _inject(config, args.file)
         if args.command == "cache":
             return _cache(config, args)
+        if args.command == "screenshot":
+            answer = _ask(config, "screenshot", max_width=args.max_width)
+            return _write_png(args.file, base64.b64decode(answer["png"]))
+        if args.command == "test-screen":
+            return _test_screen(config, max(1.0, args.seconds), args.out)
     except AgentNotRunning as exc:
         print(f"ttcs-agent: {exc}", file=sys.stderr)
         return 3
@@ -273,6 +293,77 @@ def _status(config: AgentConfig, as_json: bool) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _write_png(path: Path, png: bytes) -> int:
+    try:
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(png)
+        tmp.replace(path)
+    except OSError as exc:
+        print(f"ttcs-agent: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR
+    print(f"{path}: {width}x{height} PNG, {_size(len(png))}")
+    return 0
+
+
+def _test_screen(config: AgentConfig, seconds: float, out: Path | None) -> int:
+    """The test card on the running agent's screen, or, with no agent, on the display itself."""
+    try:
+        _ask(config, "test-screen", seconds=seconds)
+    except AgentNotRunning as exc:
+        if "not running" not in str(exc):
+            raise
+        return _test_screen_here(config, seconds, out)
+    time.sleep(_settle(seconds))  # let the frame rate settle before reading it
+    info = _ask(config, "screen")["screen"]
+    if out is not None:
+        _write_png(out, base64.b64decode(_ask(config, "screenshot")["png"]))
+    _print_screen(info)
+    return 0
+
+
+def _test_screen_here(config: AgentConfig, seconds: float, out: Path | None) -> int:
+    from zoneinfo import ZoneInfo
+
+    from player.screen import PygameScreen, ScreenError, ScreenSettings
+
+    settings = ScreenSettings.from_config(
+        config.screen, config.device_id, ZoneInfo(config.timezone)
+    )
+    screen = PygameScreen(settings)
+    try:
+        screen.start()
+    except ScreenError as exc:
+        print(f"ttcs-agent: {exc}", file=sys.stderr)
+        return 1
+    try:
+        screen.show_test_card(seconds)
+        time.sleep(_settle(seconds))
+        if out is not None:
+            _write_png(out, screen.snapshot())
+        info = screen.describe()
+        time.sleep(max(0.0, seconds - _settle(seconds)))
+    finally:
+        screen.close()
+    _print_screen(info)
+    return 0
+
+
+def _settle(seconds: float) -> float:
+    """How long the test card runs before its figures are read (it must still be up)."""
+    return max(0.5, min(seconds - 0.5, 3.0))
+
+
+def _print_screen(info: dict[str, Any]) -> None:
+    frame, region, canvas = info["frame"], info["region"], info["canvas"]
+    print(f"frame     {frame[0]}x{frame[1]} ({info['driver']}, {info['profile']} profile)")
+    print(f"region    {region[0]},{region[1]} {region[2]}x{region[3]}; rotation {info['rotation']}")
+    print(f"canvas    {canvas[0]}x{canvas[1]}")
+    print(f"frame rate {info['fps']:.1f} frames/s (full frames, test card)")
+    print(f"fonts     {', '.join(info['fonts'])}")
+    print(f"power     {info['power']}")
 
 
 def _duration(seconds: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import difflib
 import os
+import shutil
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -160,13 +161,50 @@ class PathsConfig(_Section):
         return self.log_file or self.state_dir / "agent.log"
 
 
+Argv = Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
+
+
 class ScreenConfig(_Section):
-    """The public screen."""
+    """The public screen: an LCD, or an LED wall fed over HDMI."""
 
     enabled: StrictBool = True
     driver: Literal["window", "headless"] = "headless"
     width: StrictInt = Field(default=1920, ge=16, le=7680)
     height: StrictInt = Field(default=1080, ge=16, le=4320)
+    # lcd: 1080p panels; led: low-resolution walls (larger type, bold strokes only).
+    profile: Literal["lcd", "led"] = "lcd"
+    # Degrees clockwise the picture is turned before it leaves (a portrait-mounted panel: 90).
+    rotation: Literal[0, 90, 180, 270] = 0
+    # x, y, w, h of the frame that an LED controller actually shows; nothing is drawn outside.
+    region: tuple[StrictInt, StrictInt, StrictInt, StrictInt] | None = None
+    ward_name: str = ""  # the header's title; empty: the device id
+    fullscreen: StrictBool = True  # driver "window" only
+    ticker_fps: StrictInt = Field(default=30, ge=1, le=60)
+    # Extra font files tried before Noto Sans and DejaVu Sans (e.g. a ward's own typeface).
+    fonts: tuple[Path, ...] = ()
+    # Screen power hooks, run as argv lists (never through a shell), e.g.
+    # ["vcgencmd", "display_power", "0"] or ["cec-ctl", "--to", "0", "--standby"].
+    power_on: Argv | None = None
+    power_off: Argv | None = None
+    power_timeout_s: StrictInt = Field(default=10, ge=1, le=120)
+    # libVLC's audio output for videos that ask for sound (others are always muted).
+    video_aout: str = "alsa"
+
+    @model_validator(mode="after")
+    def _check_region(self) -> ScreenConfig:
+        if self.region is not None:
+            x, y, w, h = self.region
+            if w < 16 or h < 16 or x < 0 or y < 0 or x + w > self.width or y + h > self.height:
+                raise ValueError(
+                    f"region: {list(self.region)} must be x, y, w, h (w, h >= 16) inside the "
+                    f"{self.width}x{self.height} frame"
+                )
+        return self
+
+    @property
+    def frame_region(self) -> tuple[int, int, int, int]:
+        """The part of the frame that is shown: ``region``, or the whole frame."""
+        return self.region or (0, 0, self.width, self.height)
 
 
 class SpeakerConfig(_Section):
@@ -299,6 +337,16 @@ def check_files(config: AgentConfig, source: str = "<config>") -> None:
         for key in ("ca_file", "cert_file", "key_file")
         if (path := getattr(config.mqtt, key)) is not None
         and not (path.is_file() and os.access(path, os.R_OK))
+    ]
+    problems += [
+        f"  - 'screen.fonts': {path} is not a readable file"
+        for path in config.screen.fonts
+        if not (path.is_file() and os.access(path, os.R_OK))
+    ]
+    problems += [
+        f"  - 'screen.{key}': {hook[0]} is not an executable program"
+        for key in ("power_on", "power_off")
+        if (hook := getattr(config.screen, key)) is not None and shutil.which(hook[0]) is None
     ]
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))

@@ -20,6 +20,7 @@ from agent.director import Request
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
+MAX_ANSWER_BYTES = 64 << 20  # a screenshot of a 4K frame, base64
 ANSWER_TIMEOUT_S = 15.0
 
 
@@ -107,15 +108,15 @@ class ControlServer:
             return {"ok": False, "error": "the agent did not answer in time"}
 
 
-def _read_line(conn: socket.socket) -> bytes:
+def _read_line(conn: socket.socket, limit: int = MAX_REQUEST_BYTES) -> bytes:
     buf = bytearray()
     while b"\n" not in buf:
         chunk = conn.recv(65536)
         if not chunk:
             break
         buf += chunk
-        if len(buf) > MAX_REQUEST_BYTES:
-            raise ValueError("request too large")
+        if len(buf) > limit:
+            raise ValueError("message too large")
     return bytes(buf.split(b"\n", 1)[0])
 
 
@@ -145,7 +146,7 @@ def request(path: Path, action: str, timeout: float = 20.0, **args: Any) -> dict
                 f"permission denied on {path}: run as the service user or a member of its group"
             ) from None
         sock.sendall(json.dumps({"action": action, "args": args}).encode("utf-8") + b"\n")
-        raw = _read_line(sock)
+        raw = _read_line(sock, MAX_ANSWER_BYTES)
     if not raw:
         raise AgentNotRunning("the agent closed the connection without answering")
     answer: dict[str, Any] = json.loads(raw.decode("utf-8"))

@@ -38,6 +38,7 @@ from agent.stage import Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.verify import Verifier
+from player.base import PlayerEvents, ScreenPlayer
 from player.null import NullScreen, NullSpeaker
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def build_conductor(
     events = _PlayerEvents(director)
     stage = Stage(
         store,
-        NullScreen(),
+        open_screen(config, director, events),
         NullSpeaker(events),
         recorder,
         _media_user(fetcher.cache),
@@ -268,6 +269,37 @@ def build_conductor(
         wake,
         _utcnow,
     )
+
+
+def open_screen(config: AgentConfig, director: Director, events: PlayerEvents) -> ScreenPlayer:
+    """The pygame screen when ``[screen] enabled``; the logging null screen otherwise.
+
+    A display that cannot be opened is reported (log and event) and the agent carries on with
+    the null screen: the loudspeakers and the proof of play keep working.
+    """
+    if not config.screen.enabled:
+        return NullScreen()
+    # Imported here: pygame and libVLC are loaded only on a device with a screen.
+    from player.power import PowerHook
+    from player.screen import PygameScreen, ScreenError, ScreenSettings
+
+    def power_failed(detail: str) -> None:
+        director.post("event", ("warning", "screen_power_failed", detail))
+
+    s = config.screen
+    hook = None
+    if s.power_on or s.power_off:
+        hook = PowerHook("screen", s.power_on, s.power_off, s.power_timeout_s, power_failed)
+    settings = ScreenSettings.from_config(s, config.device_id, ZoneInfo(config.timezone))
+    screen = PygameScreen(settings, events, hook)
+    try:
+        screen.start()
+    except ScreenError as exc:
+        log.error("screen: %s; carrying on without it", exc)
+        director.event("error", "screen_failed", str(exc))
+        screen.close()
+        return NullScreen()
+    return screen
 
 
 def _media_user(cache: ContentCache) -> Callable[[str], Path]:

@@ -7,6 +7,7 @@ events to the outbox, and publishes status. Only its own thread touches its stat
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from agent import __version__
 from agent.conductor import Conductor
@@ -34,6 +35,9 @@ from agent.protocol import (
     LinkStats,
     LogsUploadBody,
     NowPlaying,
+    PowerSetBody,
+    PowerState,
+    ScreenshotBody,
     Status,
     Topics,
     VolumeSetBody,
@@ -41,6 +45,7 @@ from agent.protocol import (
     parse_time,
 )
 from agent.signing import public_key_from_b64
+from agent.stage import AMPLIFIER_MODE_SETTING, SCREEN_MODE_SETTING
 from agent.store import Store
 from agent.verify import Accepted, Rejection, Verifier
 
@@ -52,8 +57,25 @@ SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future
 NEWLINE = b"\n"
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
-PLAYBACK_CAPABILITIES = ("program", "play.now", "emergency.start", "emergency.stop")
+PLAYBACK_CAPABILITIES = (
+    "program",
+    "play.now",
+    "emergency.start",
+    "emergency.stop",
+    "power.set",
+    "screenshot",
+)
+SCREENSHOT_TIMEOUT_S = 5.0
 Seen = tuple[str, float]
+
+
+@runtime_checkable
+class TechnicianScreen(Protocol):
+    """A real screen also shows the technician's test card."""
+
+    def show_test_card(self, seconds: float) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 class LinkPort(Publisher, Protocol):
@@ -232,6 +254,9 @@ class Director:
                 self.conductor.on_player(payload)
             else:
                 self.conductor.reconcile()
+        elif kind == "event":
+            severity, code, detail = payload
+            self.event(severity, code, detail)
         elif kind == "reload":
             self.reload(payload)
         elif kind == "stop":
@@ -304,6 +329,8 @@ class Director:
     def _handler(self, doc_type: str, topic: str) -> Callable[[Envelope, Seen], list[Ack]] | None:
         """The method that executes ``doc_type``, if this agent supports it."""
         show = self.conductor
+        if show is None and doc_type in PLAYBACK_CAPABILITIES:
+            return None  # a director without players (tests, tools) executes none of these
         if show is not None:
             if doc_type == "program":
                 return lambda env, seen: show.on_program(env, topic, seen)
@@ -395,6 +422,57 @@ class Director:
             )
         ]
 
+    def cmd_power_set(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        body: PowerSetBody = env.body
+        assert self.conductor is not None  # see _handler
+        if body.screen is None and body.amplifier is None:
+            detail = "give screen and/or amplifier: on, off or auto"
+            return [self.ack(env.id, Status.FAILED, "nothing_to_set", detail, seen=seen)]
+        settings: dict[str, str | None] = {}
+        parts = []
+        if body.screen is not None:
+            settings[SCREEN_MODE_SETTING] = None if body.screen == "auto" else body.screen
+            parts.append(f"screen {body.screen}")
+        if body.amplifier is not None:
+            settings[AMPLIFIER_MODE_SETTING] = None if body.amplifier == "auto" else body.amplifier
+            parts.append(f"amplifier {body.amplifier}")
+        # The mode and its ack in one transaction; then the screen follows at once.
+        ack = self.ack(env.id, Status.DONE, detail=", ".join(parts), seen=seen, settings=settings)
+        stage = self.conductor.stage
+        stage.screen_mode = body.screen or stage.screen_mode
+        stage.amplifier_mode = body.amplifier or stage.amplifier_mode
+        log.info("power set: %s", ", ".join(parts))
+        self.conductor.reconcile()
+        self.publish_status()
+        return [ack]
+
+    def cmd_screenshot(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        body: ScreenshotBody = env.body
+        try:
+            png = self.screenshot(body.max_width)
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            return [self.ack(env.id, Status.FAILED, "screenshot_failed", detail, seen=seen)]
+        if png is None:
+            detail = "this device shows nothing on a screen ([screen] enabled = false?)"
+            return [self.ack(env.id, Status.FAILED, "no_screen", detail, seen=seen)]
+        topic = self.topics.dev(self.config.device_id, f"screenshot/{env.id}")
+        return [
+            self.ack(
+                env.id,
+                Status.DONE,
+                detail=f"{len(png)} bytes PNG",
+                seen=seen,
+                extra=[("screenshot", topic, png, 1)],
+            )
+        ]
+
+    def screenshot(self, max_width: int | None) -> bytes | None:
+        """The screen's current frame as PNG (None: no screen to take it from)."""
+        if self.conductor is None:
+            return None
+        return self.conductor.stage.screen.snapshot(max_width)
+
     def cmd_agent_restart(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         # "done" is acked by the new process (see _boot), once it is up.
         ack = self.ack(
@@ -415,10 +493,16 @@ class Director:
 
     def status(self) -> DeviceStatus:
         connected = self.link.connected if self.link is not None else False
-        now, usage = NowPlaying(), CacheUsage()
+        now, usage, power = NowPlaying(), CacheUsage(), None
         if self.conductor is not None:
-            screen, speaker = self.conductor.stage.now_playing()
+            stage = self.conductor.stage
+            screen, speaker = stage.now_playing()
             now = NowPlaying(screen=screen, speaker=speaker)
+            power = PowerState(
+                screen=None if stage.screen_on is None else ("on" if stage.screen_on else "off"),
+                screen_mode=stage.screen_mode,
+                amplifier_mode=stage.amplifier_mode,
+            )
             size, items = self.conductor.cache.usage()
             usage = CacheUsage(bytes=size, items=items)
             disk_free = self.conductor.cache.disk_free_bytes()
@@ -435,6 +519,7 @@ class Director:
             temperature_c=_temperature(),
             link=LinkStats(reconnects=self.reconnects(), connected=connected),
             outbox=self.store.outbox_size(),
+            power=power,
         )
 
     def publish_status(self) -> None:
@@ -487,6 +572,23 @@ class Director:
             evicted = self.collect_garbage()
             size, items = self.conductor.cache.usage()
             return {"ok": True, "evicted": evicted, "bytes": size, "items": items}
+        if req.action == "screenshot":
+            max_width = req.args.get("max_width")
+            png = self.screenshot(int(max_width) if max_width else None)
+            if png is None:
+                return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
+            return {"ok": True, "png": base64.b64encode(png).decode("ascii")}
+        if req.action == "test-screen" and self.conductor is not None:
+            screen = self.conductor.stage.screen
+            if not isinstance(screen, TechnicianScreen):
+                return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
+            screen.show_test_card(float(req.args.get("seconds", 10)))
+            return {"ok": True, "screen": screen.describe()}
+        if req.action == "screen" and self.conductor is not None:
+            screen = self.conductor.stage.screen
+            if not isinstance(screen, TechnicianScreen):
+                return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
+            return {"ok": True, "screen": screen.describe()}
         if req.action == "logs":
             lines = int(req.args.get("lines", 100))
             return {"ok": True, "lines": tail(self.config.paths.log_path, lines, self.redactor)}

@@ -138,6 +138,7 @@ class ScreenPart(_Doc):
     text: Text | None = None
     media: Media | None = None
     duration_ms: Annotated[StrictInt, Field(ge=1000, le=3_600_000)] = 15000
+    sound: StrictBool = False  # an extension: a video's own sound (muted unless asked)
 
     @model_validator(mode="after")
     def _content(self) -> ScreenPart:
@@ -395,6 +396,14 @@ class LinkStats(BaseModel):
     connected: bool | None = None
 
 
+class PowerState(BaseModel):
+    """An extension: what the screen's power is, and whether ``power.set`` forces it."""
+
+    screen: Literal["on", "off"] | None = None
+    screen_mode: Literal["auto", "on", "off"] = "auto"
+    amplifier_mode: Literal["auto", "on", "off"] = "auto"
+
+
 class DeviceStatus(BaseModel):
     """Retained telemetry published every ``status_interval_s``."""
 
@@ -409,6 +418,7 @@ class DeviceStatus(BaseModel):
     temperature_c: int | None = None
     link: LinkStats = LinkStats()
     outbox: int | None = None
+    power: PowerState | None = None
 
     def payload(self) -> bytes:
         return to_json(self.model_dump(mode="json"))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from agent.arbiter import (
@@ -37,6 +38,8 @@ from player.base import PlayItem, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
 PLAYED_MEMORY = timedelta(days=2)
+SCREEN_MODE_SETTING = "power.screen"
+AMPLIFIER_MODE_SETTING = "power.amplifier"
 
 
 @dataclass
@@ -70,6 +73,9 @@ class Stage:
         self.showing: _Showing | None = None
         self.speaking: tuple[Announcement, str] | None = None  # (announcement, playlog token)
         self.screen_on: bool | None = None
+        # power.set: "on"/"off" force the screen, "auto" follows screen_hours.
+        self.screen_mode = _mode(store.get_setting(SCREEN_MODE_SETTING))
+        self.amplifier_mode = _mode(store.get_setting(AMPLIFIER_MODE_SETTING))
         self.last: Decision | None = None
         # The verified commands behind the overrides, persisted so that they survive a reboot.
         self._docs: dict[str, tuple[Envelope, int, datetime]] = {}
@@ -171,13 +177,22 @@ class Stage:
         decision = decide(world, self.cursor, now)
         self.cursor = decision.cursor
         self.last = decision
-        if decision.screen_on != self.screen_on:
-            self.screen.set_power(decision.screen_on)
-            self.screen_on = decision.screen_on
+        screen_on = self._screen_power(decision)
+        if screen_on != self.screen_on:
+            self.screen.set_power(screen_on)
+            self.screen_on = screen_on
         # A screen switched off shows nothing, so it proves no play.
-        self._follow_screen(decision.screen if decision.screen_on else None, now)
+        self._follow_screen(decision.screen if screen_on else None, now)
         self._follow_speaker(decision.speaker_queue, now)
         return decision.next_change
+
+    def _screen_power(self, decision: Decision) -> bool:
+        """``power.set`` forces the screen on or off; an emergency in force is always seen."""
+        if self.screen_mode == "on" or self.world.emergencies:
+            return True
+        if self.screen_mode == "off":
+            return False
+        return decision.screen_on
 
     def _expire_quietly(self, now: datetime) -> None:
         ended = any(
@@ -248,6 +263,7 @@ class Stage:
     def close(self) -> None:
         """Silence the speaker and end the open showings (interrupted) before the agent stops."""
         self.speaker.close()
+        self.screen.close()
         if self.showing is not None:
             self.recorder.ended(self.showing.token, "interrupted")
             self.showing = None
@@ -293,6 +309,10 @@ def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
         return f"rotation|{slot.ref}|{slot.bulletin.id}|{content}|{since}"
     until = slot.until.isoformat() if slot.until else "-"
     return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{content}|{until}"
+
+
+def _mode(saved: str | None) -> Literal["auto", "on", "off"]:
+    return "on" if saved == "on" else "off" if saved == "off" else "auto"
 
 
 def _level(item: Announcement) -> int:

@@ -44,6 +44,9 @@ class ScreenPlayer(Protocol):
     def set_power(self, on: bool) -> None:
         """Switch the screen (and its backlight or HDMI sink) on or off."""
 
+    def snapshot(self, max_width: int | None = None) -> bytes | None:
+        """A PNG of the frame on the display now (None: this screen has no frame)."""
+
     def close(self) -> None: ...
 
 

@@ -45,6 +45,9 @@ class NullScreen:
             log.info("screen power %s", "on" if on else "off")
         self.on = on
 
+    def snapshot(self, max_width: int | None = None) -> bytes | None:
+        return None
+
     def close(self) -> None:
         self.current = None
 

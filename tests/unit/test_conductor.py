@@ -57,6 +57,9 @@ class RecordingScreen:
     def set_power(self, on: bool) -> None:
         self.power.append(on)
 
+    def snapshot(self, max_width: int | None = None) -> bytes | None:
+        return None
+
     def close(self) -> None:
         pass
 
