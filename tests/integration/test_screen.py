@@ -329,3 +329,19 @@ def test_a_video_plays_to_its_end_in_the_main_zone(open_screen: Any, tmp_path: P
     # The frame keeps its aspect (16:9) inside the main zone: letterbox bars left and right.
     frame = frame_of(screen)
     assert rgb(frame, (main[0] + 1, centre[1])) == draw.LCD_THEME.background
+
+
+def test_switching_items_never_shows_an_empty_main_zone(open_screen: Any) -> None:
+    other = NOTICE.model_copy(update={"id": "rac", "title": "Giờ thu gom rác sinh hoạt"})
+    screen = open_screen()
+    screen.show(item(NOTICE))
+    settled(screen)
+    main = screen._zones.main
+    background = bytes(draw.LCD_THEME.background)
+    for i in range(8):
+        screen.show(item(other if i % 2 == 0 else NOTICE))
+        # Sample the display while the next item is being prepared and after it is up.
+        for _ in range(5):
+            pixels = colours(frame_of(screen), main)
+            assert 1 - share(pixels, {background}) > 0.02, "a blank main zone was on screen"
+            assert share(pixels, {b"\x00\x00\x00"}) < 0.01, "a black main zone was on screen"
