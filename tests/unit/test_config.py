@@ -218,6 +218,12 @@ def test_every_problem_is_listed() -> None:
         ({"mqtt": {"protocol": "4"}}, "'mqtt.protocol'"),
         ({"screen": {"driver": "x11"}}, "'screen.driver'"),
         ({"screen": {"width": 0}}, "'screen.width'"),
+        ({"screen": {"rotation": 45}}, "'screen.rotation'"),
+        ({"screen": {"profile": "oled"}}, "'screen.profile'"),
+        ({"screen": {"region": [1800, 0, 384, 192]}}, "region"),
+        ({"screen": {"region": [0, 0, 384]}}, "'screen.region"),
+        ({"screen": {"power_off": []}}, "'screen.power_off'"),
+        ({"screen": {"power_off": "vcgencmd display_power 0"}}, "'screen.power_off'"),
         ({"speaker": {"output": "pulse"}}, "'speaker.output'"),
         ({"speaker": {"output": "file:"}}, "'speaker.output'"),
         ({"status_interval_s": 1}, "'status_interval_s'"),
@@ -301,3 +307,16 @@ def test_unreadable_tls_files_are_named(tmp_path: Path) -> None:
 def test_a_broker_url_is_only_scheme_host_and_port(url: str) -> None:
     with pytest.raises(ConfigError, match=re.escape("'mqtt.url'")):
         parse_config({"device_id": "q10-p12-bang-01", "mqtt": {"url": url}})
+
+
+def test_a_power_hook_that_is_not_a_program_is_named(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "device_id": "q10-p12-bang-01",
+            "screen": {"power_on": ["/nonexistent/cec-ctl", "--to", "0"], "power_off": ["true"]},
+        }
+    )
+    with pytest.raises(ConfigError) as err:
+        check_files(config, "agent.toml")
+    assert "'screen.power_on': /nonexistent/cec-ctl is not an executable program" in str(err.value)
+    assert "power_off" not in str(err.value)
