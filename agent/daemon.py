@@ -155,11 +155,14 @@ def run(config: AgentConfig, config_path: Path) -> int:
             director.post("stop")
 
     def watchdog() -> None:
-        # Alive means the director loop runs (this is called from it) and the link thread too.
-        if link.alive:
+        # Alive means the director loop runs (this is called from it), and the link thread and
+        # the screen's render thread too: systemd restarts an agent whose board froze.
+        screen_alive = getattr(conductor.stage.screen, "alive", True)
+        if link.alive and screen_alive:
             notifier.watchdog()
         else:
-            log.error("the MQTT link thread is gone; withholding the watchdog ping")
+            gone = "MQTT link" if not link.alive else "screen render"
+            log.error("the %s thread is gone; withholding the watchdog ping", gone)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)

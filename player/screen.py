@@ -143,6 +143,7 @@ class PygameScreen:
         self._ticker_t0 = monotonic()
         self._test_until = 0.0
         self._video: VideoEngine | None = None
+        self._errors = 0
 
     # ------------------------------------------------------------------ life cycle
 
@@ -293,16 +294,28 @@ class PygameScreen:
                 job = self._inbox.get(timeout=None if wait == float("inf") else max(0.0, wait))
             except queue.Empty:
                 job = None
-            while job is not None:
-                job()
-                try:
-                    job = self._inbox.get_nowait()
-                except queue.Empty:
-                    job = None
-            if self.settings.driver == "window":
-                pygame.event.pump()  # keep the window responsive to the window system
-            if not self._closing:
-                self._frame()
+            try:
+                while job is not None:
+                    job()
+                    job = self._inbox.get_nowait() if not self._inbox.empty() else None
+                if self.settings.driver == "window":
+                    pygame.event.pump()  # keep the window responsive to the window system
+                if not self._closing:
+                    self._frame()
+            except Exception:
+                # One bad item or frame must not freeze the board: log it, redraw everything at
+                # the next due time, carry on.
+                log.exception("screen: drawing failed")
+                self._needs_full = True
+                self._errors += 1
+                time.sleep(min(1.0, 0.05 * self._errors))
+            else:
+                self._errors = 0
+
+    @property
+    def alive(self) -> bool:
+        """Whether the render thread runs (the agent's watchdog asks)."""
+        return self._thread.is_alive() and not self._closing
 
     def _next_due(self) -> float:
         if not self.on:

@@ -345,3 +345,16 @@ def test_switching_items_never_shows_an_empty_main_zone(open_screen: Any) -> Non
             pixels = colours(frame_of(screen), main)
             assert 1 - share(pixels, {background}) > 0.02, "a blank main zone was on screen"
             assert share(pixels, {b"\x00\x00\x00"}) < 0.01, "a black main zone was on screen"
+
+
+def test_a_failure_while_drawing_does_not_stop_the_screen(open_screen: Any) -> None:
+    screen = open_screen()
+
+    def broken() -> None:
+        raise ValueError("a bug while drawing")
+
+    screen._inbox.put(broken)
+    screen.show(item(NOTICE))
+    pixels = colours(settled(screen), screen._zones.main)
+    assert screen.alive
+    assert bytes(draw.LCD_THEME.title) in set(pixels)
