@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import pygame
-
 from player.fonts import Color, FontChain, Typefaces
 from player.layout import Rect, Style, centred, fit_inside
+from player.sdl import pygame
 from player.text import nfc
 
 WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
@@ -216,31 +215,64 @@ def draw_blocks(
 # --------------------------------------------------------------------------- cards
 
 
+class Page:
+    """One page of a card: laid out once, painted onto the canvas when it is shown.
+
+    Pages hold their layout, not their pixels: a 1080p page would cost 8 MB of memory each.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        background: Color,
+        blocks: list[Block],
+        box: Rect,
+        centre: bool = False,
+        band: tuple[Rect, Color] | None = None,
+        label: tuple[FontChain, tuple[int, int], str, Color, int] | None = None,
+        picture: pygame.Surface | None = None,
+    ) -> None:
+        self.size, self.background, self.blocks, self.box = size, background, blocks, box
+        self.centre, self.band, self.label, self.picture = centre, band, label, picture
+
+    def paint(self, surface: pygame.Surface, at: tuple[int, int]) -> None:
+        """Paint the page with its top-left corner at ``at`` of ``surface``."""
+        x, y = at
+        surface.fill(self.background, (x, y, *self.size))
+        if self.band is not None:
+            (bx, by, bw, bh), colour = self.band
+            surface.fill(colour, (x + bx, y + by, bw, bh))
+        if self.label is not None:
+            chain, (lx, ly), text, colour, size = self.label
+            chain.draw(surface, (x + lx, y + ly), text, colour, size)
+        if self.picture is not None:
+            px, py, _, _ = centred(self.picture.get_size(), (0, 0, *self.size))
+            surface.blit(self.picture, (x + px, y + py))
+        bx, by, bw, bh = self.box
+        draw_blocks(surface, self.blocks, (x + bx, y + by, bw, bh), self.centre)
+
+
 def text_card(
     faces: Typefaces, style: Style, theme: Theme, size: tuple[int, int], title: str, body: str
-) -> list[pygame.Surface]:
+) -> list[Page]:
     """A text bulletin filling ``size``: one page, or more when it is too long for one."""
     m = style.margin
     inner = (m, m, size[0] - 2 * m, size[1] - 2 * m)
-    pages = []
-    for blocks in fit_text(faces, style, theme, title, body, (inner[2], inner[3])):
-        surface = pygame.Surface(size)
-        surface.fill(theme.background)
-        draw_blocks(surface, blocks, inner)
-        pages.append(surface)
-    return pages
+    return [
+        Page(size, theme.background, blocks, inner)
+        for blocks in fit_text(faces, style, theme, title, body, (inner[2], inner[3]))
+    ]
 
 
-def image_card(path: Path, theme: Theme, size: tuple[int, int]) -> pygame.Surface:
+def image_card(path: Path, theme: Theme, size: tuple[int, int]) -> Page:
     """An image scaled into ``size`` with its aspect ratio kept (letterboxed)."""
     picture = pygame.image.load(str(path))
-    surface = pygame.Surface(size)
-    surface.fill(theme.background)
-    scaled = fit_inside(picture.get_size(), size)
-    picture = pygame.transform.smoothscale(picture.convert(surface), scaled)
-    x, y, _, _ = centred(scaled, (0, 0, *size))
-    surface.blit(picture, (x, y))
-    return surface
+    # A transparent poster is composited over the zone's background, not over black.
+    picture = (
+        picture.convert_alpha() if picture.get_flags() & pygame.SRCALPHA else picture.convert()
+    )
+    picture = pygame.transform.smoothscale(picture, fit_inside(picture.get_size(), size))
+    return Page(size, theme.background, [], (0, 0, *size), picture=picture)
 
 
 def frame_into(
@@ -258,11 +290,10 @@ def frame_into(
 
 def emergency_card(
     faces: Typefaces, style: Style, theme: Theme, size: tuple[int, int], headline: str, text: str
-) -> tuple[list[pygame.Surface], Rect]:
+) -> tuple[list[Page], Rect]:
     """The emergency screen: full frame, high contrast; its pages and the band's clock rect."""
     w, h = size
     band_h = max(style.header_px * 2, h // 7)
-    label = "KHẨN CẤP"
     label_size = max(style.min_text_px, round(band_h * 0.55))
     chain = faces.bold
     baseline = (band_h - chain.line_height(label_size)) // 2 + chain.ascender(label_size)
@@ -270,16 +301,19 @@ def emergency_card(
     m = style.margin * 2
     inner = (m, band_h + m, w - 2 * m, h - band_h - 2 * m)
     bold = Style(**{**style.__dict__, "bold_body": True})  # no thin strokes on an alert
-    pages = []
-    for blocks in fit_text(faces, bold, alert, headline, text, (inner[2], inner[3]), 1.4):
-        surface = pygame.Surface(size)
-        surface.fill(theme.emergency_bg)
-        pygame.draw.rect(surface, theme.emergency_band, (0, 0, w, band_h))
-        chain.draw(
-            surface, (style.margin * 2, baseline), label, theme.emergency_band_text, label_size
+    label = (chain, (m, baseline), "KHẨN CẤP", theme.emergency_band_text, label_size)
+    pages = [
+        Page(
+            size,
+            theme.emergency_bg,
+            blocks,
+            inner,
+            centre=True,
+            band=((0, 0, w, band_h), theme.emergency_band),
+            label=label,
         )
-        draw_blocks(surface, blocks, inner, centre=True)
-        pages.append(surface)
+        for blocks in fit_text(faces, bold, alert, headline, text, (inner[2], inner[3]), 1.4)
+    ]
     clock_w = chain.width("00:00:00", label_size) + 2 * style.margin
     return pages, (w - clock_w - style.margin, 0, clock_w, band_h)
 
@@ -298,15 +332,12 @@ def draw_band_clock(
 
 def idle_card(
     faces: Typefaces, style: Style, theme: Theme, size: tuple[int, int], ward: str
-) -> pygame.Surface:
+) -> Page:
     """Nothing scheduled: the ward's name, never a black board."""
-    surface = pygame.Surface(size)
-    surface.fill(theme.background)
     m = style.margin
     inner = (m, m, size[0] - 2 * m, size[1] - 2 * m)
     pages = fit_text(faces, style, theme, ward, "Bản tin thông tin cơ sở", (inner[2], inner[3]))
-    draw_blocks(surface, pages[0], inner, centre=True)
-    return surface
+    return Page(size, theme.background, pages[0], inner, centre=True)
 
 
 class Header:

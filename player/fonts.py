@@ -11,9 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import pygame
-import pygame.freetype
-
+from player.sdl import pygame
 from player.text import nfc
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,6 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pygame
-
 from agent.config import ScreenConfig
 from agent.protocol import Level
 from player import draw
@@ -36,6 +34,7 @@ from player.base import PlayerEvents, PlayItem
 from player.fonts import Typefaces
 from player.layout import Geometry, Profile, Rect, Zones, style_for, zones_for
 from player.power import PowerHook
+from player.sdl import pygame
 from player.text import nfc
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ class _Scene:
 
     kind: str  # idle, text, image, video, emergency, test
     key: str | None = None
-    pages: list[pygame.Surface] = field(default_factory=list)
+    pages: list[draw.Page] = field(default_factory=list)
     clip: VideoClip | None = None
     page: int = 0
     page_s: float = 0.0  # how long each page stays (text too long for one page)
@@ -100,9 +99,12 @@ class _Scene:
     full: bool = False  # covers header and ticker
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def surface(self) -> pygame.Surface | None:
-        return self.pages[self.page] if self.pages else None
+    def paint(self, surface: pygame.Surface, at: tuple[int, int]) -> bool:
+        """Paint the current page; False when there is none (a video's picture instead)."""
+        if not self.pages:
+            return False
+        self.pages[self.page].paint(surface, at)
+        return True
 
 
 class _Quiet:
@@ -133,7 +135,6 @@ class PygameScreen:
         self._closing = False
         self._thread = threading.Thread(target=self._main, name="screen", daemon=True)
         self._frames: collections.deque[float] = collections.deque()
-        self._lock = threading.Lock()  # the display surface, against snapshot copies
         # Render-thread state:
         self._item: PlayItem | None = None
         self._ticker_lines: tuple[str, ...] = ()
@@ -268,7 +269,14 @@ class PygameScreen:
         self._faces = Typefaces(self.settings.fonts)
         self._style = style_for(self.settings.profile, self.settings.geometry.canvas)
         self._theme = draw.theme_for(self._style)
-        self._canvas = pygame.Surface(self.settings.geometry.canvas)
+        g = self.settings.geometry
+        # Upright, the canvas is the shown part of the display surface itself (one 1080p
+        # surface fewer, 8 MB); turned, it is drawn apart and turned rectangle by rectangle.
+        self._canvas = (
+            self._display.subsurface(pygame.Rect(g.region))
+            if g.rotation == 0
+            else pygame.Surface(g.canvas)
+        )
         self._relayout()
         self._present([(0, 0, *self.settings.geometry.canvas)])
         log.info(
@@ -375,8 +383,7 @@ class PygameScreen:
         self._switch(_Scene("test", full=True))
 
     def _copy_frame(self) -> pygame.Surface:
-        with self._lock:
-            return self._display.copy()
+        return self._display.copy()  # on the render thread: never a half-drawn frame
 
     # ------------------------------------------------------------------ scenes
 
@@ -487,19 +494,15 @@ class PygameScreen:
         full = self._needs_full
         self._needs_full = False
         if scene.full:
-            if full and scene.surface is not None:
-                canvas.blit(scene.surface, (0, 0))
+            if full and scene.paint(canvas, (0, 0)):
                 dirty.append(self._zones.full)
             dirty += self._band_clock(scene, local, full)
         else:
             if full:
-                if scene.surface is not None:
-                    canvas.blit(scene.surface, self._zones.main[:2])
-                elif scene.clip is not None:
+                if not scene.paint(canvas, self._zones.main[:2]) and scene.clip is not None:
                     canvas.fill(self._theme.background, self._zones.main)
                 dirty.append(self._zones.full)
-            elif scene.surface is not None and scene.info.get("drawn") is not True:
-                canvas.blit(scene.surface, self._zones.main[:2])
+            elif scene.info.get("drawn") is not True and scene.paint(canvas, self._zones.main[:2]):
                 dirty.append(self._zones.main)
             scene.info["drawn"] = True
             dirty += self._header.draw(canvas, local, force=full)
@@ -571,10 +574,11 @@ class PygameScreen:
         g = self.settings.geometry
         second = int(time.time())
         scene = self._scene
-        if not scene.pages or scene.info.get("second") != second:
-            scene.pages = [self._test_card()]
+        card = scene.info.get("card")
+        if card is None or scene.info.get("second") != second:
+            card = scene.info["card"] = self._test_card()
             scene.info["second"] = second
-        self._canvas.blit(scene.pages[0], (0, 0))
+        self._canvas.blit(card, (0, 0))
         w, h = g.canvas
         x = int((self.monotonic() % 2.0) / 2.0 * w)
         pygame.draw.rect(self._canvas, (255, 255, 255), (x, 0, max(2, w // 200), h // 3))
@@ -594,15 +598,12 @@ class PygameScreen:
         """Send canvas rectangles to the display, turned by ``rotation``."""
         g = self.settings.geometry
         out = []
-        with self._lock:
-            for rect in rects:
-                target = g.to_frame(rect)
-                if g.rotation == 0:
-                    self._display.blit(self._canvas, target[:2], area=pygame.Rect(rect))
-                else:
-                    part = self._canvas.subsurface(pygame.Rect(rect))
-                    self._display.blit(pygame.transform.rotate(part, -g.rotation), target[:2])
-                out.append(pygame.Rect(target))
+        for rect in rects:
+            target = g.to_frame(rect)
+            if g.rotation != 0:
+                part = self._canvas.subsurface(pygame.Rect(rect))
+                self._display.blit(pygame.transform.rotate(part, -g.rotation), target[:2])
+            out.append(pygame.Rect(target))
         pygame.display.update(out)
         now = self.monotonic()
         self._frames.append(now)
