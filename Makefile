@@ -34,8 +34,10 @@ lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)
 	done; \
 	exit $$status
 
-bench: setup ## run the benchmarks (scripts/bench.py)
-	$(PY) scripts/bench.py
+# Not `setup`: `setup --bench` also installs what the benchmarks compare against (chromium).
+bench: ## run the benchmarks (scripts/bench.py; e.g. BENCH_ARGS="--only screen")
+	@scripts/setup --bench
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 demo: setup ## run the end-to-end demo (scripts/demo)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo

@@ -2,6 +2,7 @@
 """Benchmarks of the edge agent against the physical floor of the same path, side by side.
 
     python scripts/bench.py [--out bench-out/bench.json] [--pings 1000] [--profile]
+    python scripts/bench.py --only screen [--screen-settle 5] [--screen-window 15]
 
 One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run`` and a bare
 paho echo client (``scripts/echo_floor.py``: subscribe, republish each message at QoS 1, the
@@ -19,9 +20,16 @@ drift hits them alike:
   (goal ≤ 1.01: only the changed file travels);
 - boot to the first play decision from the cache with the broker unreachable: the same agent,
   stopped, is started again (a few times) with its broker URL pointing at a port where nobody
-  listens; the time from starting the process to the null screen's log line ``screen: <id>`` of
+  listens; the time from starting the process to the screen player's log line ``screen: <id>`` of
   the live program (goal ≤ 1.5 s, p50), against the floor of the same interpreter importing
-  ``agent.daemon`` and printing the time.
+  ``agent.daemon`` and printing the time;
+- the screen (``scripts/screen_bench.py``, where the method and its caveats are written down):
+  CPU (% of one core) and memory (PSS) of a ``ttcs-agent run`` showing a text bulletin with a
+  clock, without and with a scrolling ticker, at 1920×1080, against headless Chromium showing
+  the same as an HTML page (the kiosk-browser way of other signage players). In these rows the
+  "floor" is Chromium, and the ratio is chromium/agent (goals: ≥ 5× for memory, ≥ 3× for
+  CPU). Chromium comes from ``scripts/setup --bench`` (``make bench`` runs it); where it is
+  missing the rows say so. ``--only screen`` runs these rows alone (about 90 s).
 
 Where the time goes. The agent makes every command durable before it answers: per ping it
 commits twice to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
@@ -60,7 +68,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +96,9 @@ from harness import (
     tail_text,
     wait_for,
 )
+from screen_bench import SCREEN_ROWS, ScreenBench, ScreenRow, ScreenRowFunction
+from screen_bench import SETTLE_S as SCREEN_SETTLE_S
+from screen_bench import WINDOW_S as SCREEN_WINDOW_S
 
 from agent.controlplane import FINAL, SigningKey, device_config, make_document
 from agent.protocol import Topics
@@ -107,9 +118,12 @@ PROGRAM_ITEMS = 20  # bulletins in the program, one media file each
 PROGRAM_TIMEOUT_S = 120.0
 BOOTS = 5  # measured boots from the cache (after one that is not measured)
 BOOT_TIMEOUT_S = 30.0
-# The null screen's log line for the first thing shown ("screen: idle" is no play decision).
+# The screen player's log line for the first thing shown ("screen: idle" is no play decision):
+# the pygame screen's, or the null screen's where there is no screen.
 SCREEN_LINE_RE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO player\.null: screen: (?!idle$)(\S+)", re.M
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO player\.(?:screen|null): "
+    r"screen: (?!idle$)(\S+)",
+    re.M,
 )
 BOOTED_RE = re.compile(r"booted from cache: (\d+) live programs")
 
@@ -294,6 +308,17 @@ class Bench:
     config: Path
     idle_kib: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    screen_settle_s: float = SCREEN_SETTLE_S
+    screen_window_s: float = SCREEN_WINDOW_S
+
+    @functools.cached_property
+    def screen(self) -> ScreenBench:
+        """The screen rows' measurements: their own agents on this broker, and Chromium."""
+        screen = ScreenBench(
+            self.workdir / "screen", self.broker.url, self.screen_settle_s, self.screen_window_s
+        )
+        self.details["screen"] = screen.details  # filled in as the rows measure
+        return screen
 
     def signed_pings(self, count: int) -> list[tuple[bytes, bytes]]:
         """``count`` fresh signed pings for the agent: (payload, id)."""
@@ -587,7 +612,7 @@ def _log_time(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-RowFunction = Callable[[Bench], Row]
+RowFunction = Callable[[Bench], "Row | ScreenRow"]
 
 
 def row_rtt_p50(b: Bench) -> Row:
@@ -687,8 +712,19 @@ def row_boot(b: Bench) -> Row:
     )
 
 
+def _on_screen(row: ScreenRowFunction) -> RowFunction:
+    """A row of scripts/screen_bench.py as a row of this table."""
+
+    def run(b: Bench) -> Row | ScreenRow:
+        return row(b.screen)
+
+    run.__name__ = row.__name__
+    return run
+
+
 # The program rows come after the round trips (their downloads would disturb them), and the
-# boot row last: it stops the agent.
+# boot row after them: it stops the agent. The screen rows start their own agents and measure
+# CPU, so they come last, when the bench's agent is stopped.
 ROWS: list[RowFunction] = [
     row_rtt_p50,
     row_rtt_p99,
@@ -698,6 +734,7 @@ ROWS: list[RowFunction] = [
     row_durable,
     row_program_update,
     row_boot,
+    *(_on_screen(row) for row in SCREEN_ROWS),
 ]
 
 
@@ -716,7 +753,7 @@ def format_value(value: float | None, digits: int | None = None) -> str:
     return f"{value:.2f}"
 
 
-def print_table(rows: list[Row]) -> None:
+def print_table(rows: Sequence[Row | ScreenRow]) -> None:
     header = ("figure", "unit", "agent", "floor", "ratio", "goal", "floor is")
     lines = [header] + [
         (
@@ -792,7 +829,12 @@ def _filesystem(path: Path) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "bench.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON report (default bench-out/bench.json; bench-out/bench-screen.json "
+        "with --only screen)",
+    )
     parser.add_argument("--pings", type=int, default=1000, help="measured pings per path")
     parser.add_argument(
         "--profile",
@@ -800,11 +842,30 @@ def _parser() -> argparse.ArgumentParser:
         help="run the agent under cProfile and print where its main thread spends time "
         "(slows the agent down: latencies of a profiled run are not comparable)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["screen"],
+        help="run only these rows (screen: the agent's screen against headless Chromium)",
+    )
+    parser.add_argument(
+        "--screen-settle",
+        type=float,
+        default=SCREEN_SETTLE_S,
+        help="screen rows: seconds from the scene shown to the measurement (default %(default)s)",
+    )
+    parser.add_argument(
+        "--screen-window",
+        type=float,
+        default=SCREEN_WINDOW_S,
+        help="screen rows: seconds measured, per scene and side (default %(default)s)",
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.out.resolve()
+    if args.only == "screen":
+        return run_screen(args)
+    out: Path = (args.out or ROOT / "bench-out" / "bench.json").resolve()
     workdir = out.parent / "run"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -853,6 +914,7 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(pinger.close)
 
         bench = Bench(args.pings, workdir, broker, agent, echo, pinger, key, media, config)
+        bench.screen_settle_s, bench.screen_window_s = args.screen_settle, args.screen_window
         time.sleep(SETTLE_S)
         bench.idle_kib = {"agent": proc_status_kib(agent.pid), "floor": proc_status_kib(echo.pid)}
         print(
@@ -890,10 +952,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_screen(args: argparse.Namespace) -> int:
+    """``--only screen``: a broker, and the screen rows."""
+    out: Path = (args.out or ROOT / "bench-out" / "bench-screen.json").resolve()
+    workdir = out.parent / "run-screen"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.monotonic()
+    with Broker(workdir / "broker") as broker:
+        screen = ScreenBench(workdir / "screen", broker.url, args.screen_settle, args.screen_window)
+        rows = [row(screen) for row in SCREEN_ROWS]
+    print_table(rows)
+    report = {
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "only": "screen",
+        "host": host_facts(workdir),
+        "rows": [r.as_json() for r in rows],
+        "details": {"screen": screen.details},
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.pings < 10:
         print("bench: --pings must be at least 10", file=sys.stderr)
+        return 2
+    if args.screen_settle < 0 or args.screen_window < 1:
+        print("bench: --screen-settle must be ≥ 0 and --screen-window ≥ 1", file=sys.stderr)
         return 2
     raise_on_termination()
     try:
