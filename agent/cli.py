@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from agent import __version__, technician
 from agent.cache import ContentCache, Progress
 from agent.config import (
     DEFAULT_CONFIG_PATH,
@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--seconds", type=float, default=10.0, help="how long (default 10)")
     test.add_argument("--out", type=Path, default=None, help="also save the test card as PNG")
+    say = sub.add_parser("say", parents=[common], help="speak a text on the loudspeakers")
+    say.add_argument("text", help="Vietnamese text (numbers, dates and abbreviations are read out)")
+    say.add_argument("--voice", default=None, help="a configured voice (default: [tts] default)")
+    sub.add_parser(
+        "test-speaker", parents=[common], help="the chime, then a Vietnamese sample sentence"
+    )
+    vol = sub.add_parser("volume", parents=[common], help="set the loudspeakers' volume")
+    vol.add_argument("percent", type=int, choices=range(101), metavar="0-100")
     return parser
 
 
@@ -125,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "screenshot":
             answer = _ask(config, "screenshot", max_width=args.max_width)
             return _write_png(args.file, base64.b64decode(answer["png"]))
+        if args.command in ("say", "test-speaker"):
+            text = args.text if args.command == "say" else technician.SAMPLE
+            voice = args.voice if args.command == "say" else None
+            print(technician.speak(config, text, voice, chime=args.command == "test-speaker"))
+            return 0
+        if args.command == "volume":
+            print(technician.set_volume(config, args.percent))
+            return 0
         if args.command == "test-screen":
             return _test_screen(config, max(1.0, args.seconds), args.out)
     except AgentNotRunning as exc:

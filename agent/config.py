@@ -208,10 +208,27 @@ class ScreenConfig(_Section):
 
 
 class SpeakerConfig(_Section):
-    """The loudspeaker output."""
+    """The loudspeaker output, its chime and its amplifier."""
 
     enabled: StrictBool = True
     output: str = "default"
+    # A sound file played before announcements that ask for a chime; empty: a generated chime.
+    chime_file: Path | None = None
+    # Amplifier power: an argv hook (never a shell) or a GPIO line ("gpiochip0:17").
+    amplifier_on: Argv | None = None
+    amplifier_off: Argv | None = None
+    amplifier_gpio: Annotated[str, Field(pattern=r"^[A-Za-z0-9/_.-]+:[0-9]{1,4}$")] | None = None
+    amplifier_active_low: StrictBool = False
+    amplifier_warmup_s: StrictFloat = Field(default=1.5, ge=0, le=30)
+    amplifier_hold_s: StrictFloat = Field(default=30.0, ge=0, le=3600)
+    # How early a synchronized announcement (play_at) is made ready: synthesis, files, amplifier.
+    prepare_s: StrictFloat = Field(default=10.0, ge=1, le=120)
+
+    @model_validator(mode="after")
+    def _check_amplifier(self) -> SpeakerConfig:
+        if self.amplifier_gpio and (self.amplifier_on or self.amplifier_off):
+            raise ValueError("amplifier_gpio: use either a GPIO line or amplifier_on/off hooks")
+        return self
 
     @field_validator("output")
     @classmethod
@@ -344,9 +361,18 @@ def check_files(config: AgentConfig, source: str = "<config>") -> None:
         if not (path.is_file() and os.access(path, os.R_OK))
     ]
     problems += [
-        f"  - 'screen.{key}': {hook[0]} is not an executable program"
-        for key in ("power_on", "power_off")
-        if (hook := getattr(config.screen, key)) is not None and shutil.which(hook[0]) is None
+        f"  - '{section}.{key}': {hook[0]} is not an executable program"
+        for section, key in (
+            ("screen", "power_on"),
+            ("screen", "power_off"),
+            ("speaker", "amplifier_on"),
+            ("speaker", "amplifier_off"),
+        )
+        if (hook := getattr(getattr(config, section), key)) is not None
+        and shutil.which(hook[0]) is None
     ]
+    chime = config.speaker.chime_file
+    if chime is not None and not (chime.is_file() and os.access(chime, os.R_OK)):
+        problems.append(f"  - 'speaker.chime_file': {chime} is not a readable file")
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n" + "\n".join(problems))

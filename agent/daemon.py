@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import logging
 import os
 import queue
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -34,11 +35,11 @@ from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
 from agent.protocol import Channel, DeviceState, Outcome, Topics, format_time
 from agent.signing import public_key_from_b64
-from agent.stage import Stage
+from agent.stage import AMPLIFIER_MODE_SETTING, Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.verify import Verifier
-from player.base import PlayerEvents, ScreenPlayer
+from player.base import PlayerEvents, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
 
 log = logging.getLogger(__name__)
@@ -254,10 +255,11 @@ def build_conductor(
     stage = Stage(
         store,
         open_screen(config, director, events),
-        NullSpeaker(events),
+        open_speaker(config, director, events),
         recorder,
         _media_user(fetcher.cache),
         ZoneInfo(config.timezone),
+        timedelta(seconds=config.speaker.prepare_s),
     )
     ranks = Ranks(topics, config.device_id, config.groups)
     return Conductor(
@@ -305,6 +307,76 @@ def open_screen(config: AgentConfig, director: Director, events: PlayerEvents) -
     return screen
 
 
+def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents) -> SpeakerPlayer:
+    """The audio speaker when ``[speaker] enabled``; the logging null speaker otherwise.
+
+    An output that cannot be opened is reported (log and event) and the agent carries on with
+    the null speaker: the screen and the proof of play keep working.
+    """
+    if not config.speaker.enabled:
+        return NullSpeaker(events)
+    # Imported here: numpy, PortAudio, libVLC and Piper only on a device with loudspeakers.
+    from player.vlcaudio import AudioEngine
+
+    from player.amplifier import Amplifier, GpioSwitch, Switch
+    from player.output import OutputError, open_output
+    from player.power import PowerHook
+    from player.speaker import AudioSpeaker
+    from player.tts import Tts
+
+    s = config.speaker
+
+    def report(severity: str, code: str, detail: str) -> None:
+        director.post("event", (severity, code, detail))
+
+    try:
+        output = open_output(s.output)
+    except OutputError as exc:
+        log.error("speaker: %s; carrying on without it", exc)
+        director.event("error", "speaker_failed", str(exc))
+        return NullSpeaker(events)
+    switch: Switch | None = None
+    if s.amplifier_gpio:
+        chip, line = s.amplifier_gpio.rsplit(":", 1)
+        try:
+            switch = GpioSwitch(chip, int(line), s.amplifier_active_low)
+        except Exception as exc:  # no such chip or line, no gpiod
+            log.error("amplifier GPIO %s: %s", s.amplifier_gpio, exc)
+            director.event("error", "amplifier_failed", f"{s.amplifier_gpio}: {exc}")
+    elif s.amplifier_on or s.amplifier_off:
+        switch = PowerHook(
+            "amplifier",
+            s.amplifier_on,
+            s.amplifier_off,
+            10,
+            lambda detail: report("warning", "amplifier_power_failed", detail),
+        )
+    amplifier = Amplifier(switch, s.amplifier_warmup_s, s.amplifier_hold_s)
+    tts = Tts(
+        config.tts.voices,
+        config.tts.default_voice,
+        config.paths.cache_dir,
+        lambda code, detail: report("warning", code, detail),
+    )
+    speaker = AudioSpeaker(
+        output,
+        tts,
+        events,
+        decoder=AudioEngine,
+        amplifier=amplifier,
+        chime_file=s.chime_file,
+        volume=director.volume,
+        report=report,
+    )
+    mode = director.store.get_setting(AMPLIFIER_MODE_SETTING)
+    if mode in ("on", "off"):
+        speaker.set_amplifier("on" if mode == "on" else "off")
+    relay = director.store.get_setting("relay")
+    if relay:  # a stream.start still wanted when the agent stopped
+        speaker.relay(json.loads(relay)["url"])
+    return speaker
+
+
 def _media_user(cache: ContentCache) -> Callable[[str], Path]:
     def use(sha256: str) -> Path:
         cache.touch(sha256)  # played: most recently used
@@ -319,6 +391,9 @@ class _PlayerEvents:
 
     def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
         self.director.post("player", (channel, key, outcome, detail))
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        self.director.post("player_started", (channel, key, start_error_ms))
 
 
 def _flush(director: Director, link: MqttLink) -> None:

@@ -28,6 +28,7 @@ from agent.courier import Courier, Publisher
 from agent.logs import Redactor, tail
 from agent.protocol import (
     Ack,
+    Bulletin,
     CacheUsage,
     DeviceStatus,
     Envelope,
@@ -39,6 +40,7 @@ from agent.protocol import (
     PowerState,
     ScreenshotBody,
     Status,
+    StreamStartBody,
     Topics,
     VolumeSetBody,
     format_time,
@@ -48,6 +50,7 @@ from agent.signing import public_key_from_b64
 from agent.stage import AMPLIFIER_MODE_SETTING, SCREEN_MODE_SETTING
 from agent.store import Store
 from agent.verify import Accepted, Rejection, Verifier
+from player.base import PlayItem
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ PLAYBACK_CAPABILITIES = (
     "emergency.stop",
     "power.set",
     "screenshot",
+    "stream.start",
+    "stream.stop",
 )
 SCREENSHOT_TIMEOUT_S = 5.0
 Seen = tuple[str, float]
@@ -254,6 +259,8 @@ class Director:
                 self.conductor.on_player(payload)
             else:
                 self.conductor.reconcile()
+        elif kind == "player_started" and self.conductor is not None:
+            self.conductor.stage.started(*payload)
         elif kind == "event":
             severity, code, detail = payload
             self.event(severity, code, detail)
@@ -393,6 +400,8 @@ class Director:
     def cmd_volume_set(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         body: VolumeSetBody = env.body
         log.info("volume set to %d%%", body.percent)
+        if self.conductor is not None:
+            self.conductor.stage.speaker.set_volume(body.percent)
         ack = self.ack(
             env.id,
             Status.DONE,
@@ -440,10 +449,33 @@ class Director:
         ack = self.ack(env.id, Status.DONE, detail=", ".join(parts), seen=seen, settings=settings)
         stage = self.conductor.stage
         stage.screen_mode = body.screen or stage.screen_mode
-        stage.amplifier_mode = body.amplifier or stage.amplifier_mode
+        if body.amplifier is not None:
+            stage.amplifier_mode = body.amplifier
+            stage.speaker.set_amplifier(body.amplifier)
         log.info("power set: %s", ", ".join(parts))
         self.conductor.reconcile()
         self.publish_status()
+        return [ack]
+
+    def cmd_stream_start(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        body: StreamStartBody = env.body
+        assert self.conductor is not None  # see _handler
+        if "speaker" not in body.channels:
+            detail = "this agent relays streams to the loudspeakers only"
+            return [self.ack(env.id, Status.FAILED, "not_supported", detail, seen=seen)]
+        # Saved with the ack: a relay still wanted after a restart starts again.
+        relay = json.dumps({"url": body.url, "level": body.level.value})
+        ack = self.ack(
+            env.id, Status.DONE, detail=f"relaying {body.url}", seen=seen, settings={"relay": relay}
+        )
+        self.conductor.stage.speaker.relay(body.url)
+        return [ack]
+
+    def cmd_stream_stop(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
+        assert self.conductor is not None  # see _handler
+        settings: dict[str, str | None] = {"relay": None}
+        ack = self.ack(env.id, Status.DONE, detail="relay stopped", seen=seen, settings=settings)
+        self.conductor.stage.speaker.relay(None)
         return [ack]
 
     def cmd_screenshot(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
@@ -589,6 +621,27 @@ class Director:
             if not isinstance(screen, TechnicianScreen):
                 return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
             return {"ok": True, "screen": screen.describe()}
+        if req.action == "say" and self.conductor is not None:
+            stage = self.conductor.stage
+            if stage.speaking is not None:
+                busy = stage.speaking[0].bulletin.id
+                return {"ok": False, "error": f"the loudspeakers are playing {busy}; try later"}
+            bulletin = say_bulletin(
+                str(req.args.get("text", "")), req.args.get("voice"), bool(req.args.get("chime"))
+            )
+            stage.speaker.play(
+                PlayItem(bulletin, "speaker", f"say-{time.monotonic()}", "technician")
+            )
+            return {"ok": True, "detail": f"playing on the loudspeakers at volume {self.volume}%"}
+        if req.action == "volume":
+            percent = int(req.args["percent"])
+            if not 0 <= percent <= 100:
+                return {"ok": False, "error": "volume: 0 to 100"}
+            self.store.record(settings={"volume": str(percent)}, now=self.now_s())
+            if self.conductor is not None:
+                self.conductor.stage.speaker.set_volume(percent)
+            self.publish_status()
+            return {"ok": True}
         if req.action == "logs":
             lines = int(req.args.get("lines", 100))
             return {"ok": True, "lines": tail(self.config.paths.log_path, lines, self.redactor)}
@@ -632,6 +685,17 @@ class Director:
         logging.getLogger().setLevel(new.log.level)
         self.config = self.config.model_copy(update={"trust": new.trust, "log": new.log})
         log.info("reloaded: %d trusted keys, log level %s", len(new.trust.keys), new.log.level)
+
+
+def say_bulletin(text: str, voice: str | None, chime: bool = False) -> Bulletin:
+    """A bulletin for a technician's test: spoken only, never logged as a play."""
+    return Bulletin.model_validate(
+        {
+            "id": "technician-test",
+            "title": "Thử loa",
+            "speaker": {"kind": "tts", "text": text, "voice": voice, "chime": chime},
+        }
+    )
 
 
 def _disk_free(path: Path) -> int:

@@ -61,6 +61,7 @@ class Stage:
         recorder: PlaylogRecorder,
         media_path: Callable[[str], Path],
         tz: ZoneInfo,
+        prepare: timedelta = timedelta(seconds=10),
     ) -> None:
         self.store = store
         self.screen = screen
@@ -71,7 +72,10 @@ class Stage:
         self.cursor = Cursor()
         self.played: dict[str, datetime] = _load_played(store)
         self.showing: _Showing | None = None
-        self.speaking: tuple[Announcement, str] | None = None  # (announcement, playlog token)
+        # (announcement, playlog token): a synchronized start's token is "" until it sounds.
+        self.speaking: tuple[Announcement, str] | None = None
+        self.start_error_ms: int | None = None
+        self.prepare = prepare  # how early a synchronized announcement goes to the speaker
         self.screen_on: bool | None = None
         # power.set: "on"/"off" force the screen, "auto" follows screen_hours.
         self.screen_mode = _mode(store.get_setting(SCREEN_MODE_SETTING))
@@ -184,6 +188,11 @@ class Stage:
         # A screen switched off shows nothing, so it proves no play.
         self._follow_screen(decision.screen if screen_on else None, now)
         self._follow_speaker(decision.speaker_queue, now)
+        ahead = self._next_synchronized(now)
+        if ahead is not None:
+            ready_at = ahead.play_at - self.prepare
+            if ready_at > now and (decision.next_change is None or ready_at < decision.next_change):
+                return ready_at
         return decision.next_change
 
     def _screen_power(self, decision: Decision) -> bool:
@@ -226,14 +235,48 @@ class Stage:
             if cut_in or not self._in_force(current, now):
                 self.speaker.stop()  # reports "interrupted" through finished()
             return
-        if not queue:
-            return
-        nxt = queue[0]
+        start_at = None
+        if queue:
+            nxt = queue[0]
+        else:
+            # Nothing due: a synchronized play.now close enough is handed over early, so that
+            # it is ready (synthesized, amplifier warm) and starts on the clock.
+            ahead = self._next_synchronized(now)
+            if ahead is None or ahead.play_at - self.prepare > now:
+                return
+            nxt = Announcement(ahead.bulletin, "play_now", ahead.id, ahead.play_at, f"{ahead.id}#1")
+            start_at = ahead.play_at
         self._mark_played(nxt.key, now)
         item = self._item(nxt.bulletin, "speaker", nxt.key, nxt.origin, None)
-        token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
+        self.start_error_ms = None
+        if start_at is None:
+            token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
+        else:
+            token = ""  # recorded when it sounds (started)
+            item = replace(item, start_at=start_at)
         self.speaking = (nxt, token)
         self.speaker.play(item)
+
+    def _next_synchronized(self, now: datetime) -> PlayNow | None:
+        """The next ``play.now`` with a ``play_at`` ahead and a speaker part not yet played."""
+        ahead = [
+            p
+            for p in self.world.play_now
+            if p.play_at > now and p.bulletin.speaker is not None and f"{p.id}#1" not in self.played
+        ]
+        return min(ahead, key=lambda p: p.play_at, default=None)
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        """The speaker's first sound of ``key`` (a synchronized start is recorded now)."""
+        if channel != "speaker" or self.speaking is None or self.speaking[0].key != key:
+            return
+        current, token = self.speaking
+        self.start_error_ms = start_error_ms
+        if not token:
+            token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
+            self.speaking = (current, token)
+        if start_error_ms is not None:
+            log.info("speaker: %s started %+d ms from its play_at", key, start_error_ms)
 
     def _in_force(self, item: Announcement, now: datetime) -> bool:
         """Whether an emergency announcement's emergency still holds (others always do)."""
@@ -251,9 +294,12 @@ class Stage:
     def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
         """A player reports the end of an item (on the director's thread)."""
         if channel == "speaker" and self.speaking is not None and self.speaking[0].key == key:
-            _, token = self.speaking
+            current, token = self.speaking
             self.speaking = None
-            self.recorder.ended(token, outcome)
+            if not token:  # never sounded: still a play, ended at once
+                token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
+            error = self.start_error_ms
+            self.recorder.ended(token, outcome, {} if error is None else {"start_error_ms": error})
             if outcome == "failed":
                 log.warning("speaker failed on %s: %s", key, detail)
         elif channel == "screen" and self.showing is not None and self.showing.key == key:
@@ -267,9 +313,9 @@ class Stage:
         if self.showing is not None:
             self.recorder.ended(self.showing.token, "interrupted")
             self.showing = None
-        if self.speaking is not None:
+        if self.speaking is not None and self.speaking[1]:
             self.recorder.ended(self.speaking[1], "interrupted")
-            self.speaking = None
+        self.speaking = None
 
     # ------------------------------------------------------------------ helpers
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from agent.protocol import Bulletin, Channel, Outcome
 
@@ -24,12 +24,16 @@ class PlayItem:
     origin: str  # rotation, scheduled, play_now, emergency
     media: dict[str, Path] = field(default_factory=dict)  # sha256 -> file in the content cache
     until: datetime | None = None  # screen: when the slot ends, if known
+    start_at: datetime | None = None  # speaker: start exactly then (a synchronized play_at)
 
 
 class PlayerEvents(Protocol):
     """Where players report; called from any thread, must not block."""
 
     def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None: ...
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        """The first sound of ``key`` left; ``start_error_ms`` against its ``start_at``."""
 
 
 class ScreenPlayer(Protocol):
@@ -58,5 +62,14 @@ class SpeakerPlayer(Protocol):
 
     def stop(self) -> None:
         """Interrupt what is playing; ``finished`` reports it as interrupted."""
+
+    def set_volume(self, percent: int) -> None:
+        """The volume of every source, 0–100."""
+
+    def set_amplifier(self, mode: Literal["auto", "on", "off"]) -> None:
+        """``power.set``: force the amplifier on or off, or let it follow the sound."""
+
+    def relay(self, url: str | None) -> None:
+        """Relay a live stream whenever no announcement plays (None: stop)."""
 
     def close(self) -> None: ...

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
+from typing import Literal
 
 from player.base import PlayerEvents, PlayItem
 
@@ -64,13 +66,38 @@ class NullSpeaker:
 
     def play(self, item: PlayItem) -> None:
         self.stop()
-        seconds = speaking_time_s(item) * self.time_scale
-        log.info("speaker: %s (%s) for %.1f s", item.bulletin.id, item.origin, seconds)
-        timer = threading.Timer(seconds, self._done, args=(item,))
+        wait = 0.0
+        if item.start_at is not None:
+            wait = max(0.0, (item.start_at - datetime.now(UTC)).total_seconds())
+        timer = threading.Timer(wait, self._start, args=(item,))
         timer.daemon = True
         with self._lock:
             self._current, self._timer = item, timer
         timer.start()
+
+    def _start(self, item: PlayItem) -> None:
+        seconds = speaking_time_s(item) * self.time_scale
+        error_ms = None
+        if item.start_at is not None:
+            error_ms = round((datetime.now(UTC) - item.start_at).total_seconds() * 1000)
+        timer = threading.Timer(seconds, self._done, args=(item,))
+        timer.daemon = True
+        with self._lock:
+            if self._current is not item:
+                return
+            self._timer = timer
+        log.info("speaker: %s (%s) for %.1f s", item.bulletin.id, item.origin, seconds)
+        self.events.started("speaker", item.key, error_ms)
+        timer.start()
+
+    def set_volume(self, percent: int) -> None:
+        log.info("speaker volume %d%%", percent)
+
+    def set_amplifier(self, mode: Literal["auto", "on", "off"]) -> None:
+        log.info("amplifier %s", mode)
+
+    def relay(self, url: str | None) -> None:
+        log.info("speaker relay: %s", url or "stopped")
 
     def _done(self, item: PlayItem) -> None:
         with self._lock:

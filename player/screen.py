@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.config import ScreenConfig
-from agent.protocol import Level
+from agent.protocol import Channel, Level, Outcome
 from player import draw
 from player.base import PlayerEvents, PlayItem
 from player.fonts import Typefaces
@@ -110,8 +110,11 @@ class _Scene:
 class _Quiet:
     """Where the screen reports when nobody listens (the technician's test card)."""
 
-    def finished(self, channel: str, key: str, outcome: str, detail: str) -> None:
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
         log.info("%s %s: %s %s", channel, key, outcome, detail)
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        pass
 
 
 class PygameScreen:

@@ -116,9 +116,10 @@ def provision(
     mqtt_url: str | None = None,
     mqtt_extra: str = "",
     screen: str = "enabled = false",
+    speaker: str = "enabled = false",
 ) -> Device:
     """Write a device's config; ``mqtt_url``/``mqtt_extra`` override or add ``[mqtt]`` keys,
-    ``screen`` is the ``[screen]`` section's body."""
+    ``screen`` and ``speaker`` are the bodies of those sections."""
     base = tmp / device_id
     state, cache = base / "state", base / "cache"
     config = base / "agent.toml"
@@ -130,7 +131,7 @@ def provision(
         f"reconnect_max_s = 1.0\n{mqtt_extra}\n"
         f'[trust.keys]\n{key.kid} = "{key.public_b64}"\n'
         f'[paths]\nstate_dir = "{state}"\ncache_dir = "{cache}"\n'
-        f"[screen]\n{screen}\n[speaker]\nenabled = false\n"
+        f"[screen]\n{screen}\n[speaker]\n{speaker}\n"
     )
     return Device(device_id, list(groups), config, state, cache)
 

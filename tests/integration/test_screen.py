@@ -12,7 +12,7 @@ import pygame
 import pytest
 
 from agent.config import ScreenConfig
-from agent.protocol import Bulletin
+from agent.protocol import Bulletin, Channel, Outcome
 from player import draw
 from player.base import PlayItem
 from player.fonts import Typefaces
@@ -45,8 +45,11 @@ class Finished:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str]] = []
 
-    def finished(self, channel: str, key: str, outcome: str, detail: str) -> None:
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
         self.calls.append((channel, key, outcome, detail))
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        pass
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -85,6 +85,15 @@ class RecordingSpeaker:
         if self.current is not None:
             self.finished.append(("speaker", self.current.key, "interrupted", ""))
             self.current = None
+
+    def set_volume(self, percent: int) -> None:
+        self.volume = percent
+
+    def set_amplifier(self, mode: Literal["auto", "on", "off"]) -> None:
+        self.amplifier = mode
+
+    def relay(self, url: str | None) -> None:
+        self.relaying = url
 
     def close(self) -> None:
         pass

@@ -1,0 +1,115 @@
+"""The technician's loudspeaker commands: ``say``, ``test-speaker``, ``volume``.
+
+With the agent running they go through its control socket (the agent owns the sound card); with
+no agent running, ``say`` and ``test-speaker`` open the output themselves, and ``volume`` is
+written where the agent reads it at its next start.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.control import AgentNotRunning, request
+from agent.director import say_bulletin
+from agent.protocol import Channel, Outcome
+from agent.store import Store
+
+SAMPLE = (
+    "Đây là thử loa của Ủy ban nhân dân phường. Một, hai, ba, bốn, năm. Bà con nghe rõ không ạ?"
+)
+
+
+def ask(config: AgentConfig, action: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
+    """A control request to the running agent (AgentNotRunning when there is none)."""
+    answer = request(config.paths.socket_path, action, timeout=timeout, **args)
+    if not answer.get("ok"):
+        raise AgentNotRunning(f"the agent refused: {answer.get('error')}")
+    return answer
+
+
+def speak(config: AgentConfig, text: str, voice: str | None, chime: bool = False) -> str:
+    """Play ``text`` (after the chime, a test of the tones, when ``chime``); say what was used."""
+    try:
+        answer = ask(config, "say", text=text, voice=voice, chime=chime)
+    except AgentNotRunning as exc:
+        if "not running" not in str(exc):
+            raise
+        return _speak_here(config, text, voice, chime)
+    return str(answer["detail"])
+
+
+def set_volume(config: AgentConfig, percent: int) -> str:
+    try:
+        ask(config, "volume", percent=percent)
+        return f"volume {percent}% (applied now)"
+    except AgentNotRunning as exc:
+        if "not running" not in str(exc):
+            raise
+    store = Store(config.paths.state_dir / "agent.db")
+    try:
+        store.set_setting("volume", str(percent))
+    finally:
+        store.close()
+    return f"volume {percent}% (the agent is not running: applied at its next start)"
+
+
+class _Done:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.outcome: tuple[Outcome, str] = ("failed", "not played")
+        self.error_ms: int | None = None
+
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
+        self.outcome = (outcome, detail)
+        self.event.set()
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        self.error_ms = start_error_ms
+
+
+def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) -> str:
+    from player.base import PlayItem
+    from player.output import open_output
+    from player.speaker import AudioSpeaker
+    from player.tts import Tts
+
+    notes: list[str] = []
+    tts = Tts(
+        config.tts.voices,
+        config.tts.default_voice,
+        config.paths.cache_dir,
+        lambda code, detail: notes.append(f"{code}: {detail}"),
+    )
+    done = _Done()
+    volume = _saved_volume(config.paths.state_dir / "agent.db")
+    speaker = AudioSpeaker(
+        open_output(config.speaker.output), tts, done, volume=volume, chime_file=None
+    )
+    try:
+        started = time.monotonic()
+        item = PlayItem(say_bulletin(text, voice, chime), "speaker", "say", "technician")
+        speaker.play(item)
+        done.event.wait(600)
+        took = time.monotonic() - started
+    finally:
+        speaker.close()
+        tts.close()
+    outcome, detail = done.outcome
+    if outcome != "completed":
+        raise RuntimeError(f"not played: {outcome} {detail}")
+    used = "; ".join(notes) if notes else "Piper"
+    return f"spoken in {took:.1f} s at volume {volume}% ({used}), on {config.speaker.output}"
+
+
+def _saved_volume(db: Path) -> int:
+    if not db.exists():
+        return 70
+    store = Store(db)
+    try:
+        return int(store.get_setting("volume", "70") or 70)
+    finally:
+        store.close()

@@ -1,0 +1,204 @@
+"""The loudspeakers' player: real TTS (espeak-ng and Piper), the real outputs, real libVLC.
+
+Sound goes to ``FileOutput`` (a WAV capture paced like a sound card) and, for the sound-card
+path, through sounddevice to an ALSA null or file PCM defined in an ``.asoundrc``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.protocol import Bulletin, Channel, Outcome
+from player.amplifier import Amplifier
+from player.base import PlayItem
+from player.output import RATE, FileOutput, NullOutput
+from player.power import PowerHook
+from player.speaker import AudioSpeaker, chime, gain, rms, wav_pcm
+from player.tts import Tts
+from tests.helpers import wait_for
+from tests.integration.test_tts import speaking_vietnamese
+
+TEXT = "Ủy ban nhân dân phường thông báo: ngày 08/9 cắt điện từ 7h30 đến 11h."
+
+
+class Events:
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, Outcome, str]] = []
+        self.started_at: dict[str, tuple[float, int | None]] = {}
+        self.done = threading.Event()
+
+    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
+        self.ended.append((key, outcome, detail))
+        self.done.set()
+
+    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+        self.started_at[key] = (time.monotonic(), start_error_ms)
+
+
+def announcement(text: str = TEXT, chime_on: bool = False, voice: str | None = None) -> Bulletin:
+    return Bulletin.model_validate(
+        {
+            "id": "thong-bao",
+            "title": "Thông báo",
+            "speaker": {"kind": "tts", "text": text, "voice": voice, "chime": chime_on},
+        }
+    )
+
+
+@pytest.fixture
+def espeak_tts(tmp_path: Path) -> Iterator[Tts]:
+    tts = Tts({}, "vi-north", tmp_path / "cache", lambda code, detail: None)
+    yield tts
+    tts.close()
+
+
+def speaker_on_file(
+    tmp_path: Path, tts: Tts, events: Events, **kw: object
+) -> tuple[AudioSpeaker, Path]:
+    capture = tmp_path / "capture.wav"
+    return AudioSpeaker(FileOutput(capture), tts, events, **kw), capture  # type: ignore[arg-type]
+
+
+def play(speaker: AudioSpeaker, events: Events, bulletin: Bulletin, **kw: object) -> None:
+    events.done.clear()
+    speaker.play(PlayItem(bulletin, "speaker", "k1", "rotation", **kw))  # type: ignore[arg-type]
+    assert events.done.wait(60), "the announcement did not end"
+
+
+def test_an_announcement_is_spoken_after_the_chime(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, espeak_tts, events, volume=100)
+    try:
+        started = time.monotonic()
+        play(speaker, events, announcement(chime_on=True))
+        took = time.monotonic() - started
+    finally:
+        speaker.close()
+    assert events.ended == [("k1", "completed", "")]
+    pcm = wav_pcm(capture)
+    seconds = len(pcm) / (2 * RATE)
+    ring = chime()
+    assert pcm[: len(ring)] == ring  # the chime first, exactly
+    speech = pcm[len(ring) :]
+    assert rms(speech) > 500
+    # The normalized text is longer than the written one ("bảy giờ ba mươi phút" for 7h30).
+    assert 0.03 * len(TEXT) < len(speech) / (2 * RATE) < 0.25 * len(TEXT)
+    # The output keeps real time: playing took as long as the sound lasts.
+    assert took >= seconds - 0.3
+
+
+def test_stop_interrupts_within_a_fraction_of_a_second(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, _ = speaker_on_file(tmp_path, espeak_tts, events)
+    try:
+        speaker.play(PlayItem(announcement(TEXT * 3), "speaker", "long", "rotation"))
+        wait_for(lambda: "long" in events.started_at, 20, "the announcement to start")
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        speaker.stop()
+        assert events.done.wait(5)
+        assert time.monotonic() - stopped < 1.0
+    finally:
+        speaker.close()
+    assert events.ended == [("long", "interrupted", "")]
+
+
+def test_volume_scales_every_sample() -> None:
+    ring = chime()
+    quiet = gain(ring, 50)
+    assert rms(quiet) / rms(ring) == pytest.approx(0.25, rel=0.02)
+    assert gain(ring, 100) == ring
+    assert rms(gain(ring, 0)) == 0
+
+
+def test_a_synchronized_start_begins_on_the_clock(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, espeak_tts, events)
+    start_at = datetime.now(UTC) + timedelta(seconds=2)
+    try:
+        play(speaker, events, announcement("Một, hai, ba."), start_at=start_at)
+    finally:
+        speaker.close()
+    _, error_ms = events.started_at["k1"]
+    assert error_ms is not None and abs(error_ms) < 50, error_ms
+    assert rms(wav_pcm(capture)) > 300
+
+
+def test_the_amplifier_warms_up_before_the_first_sound_and_goes_off_after_the_hold(
+    tmp_path: Path, espeak_tts: Tts
+) -> None:
+    marks = tmp_path / "amp"
+    marks.mkdir()
+    hook = PowerHook(
+        "amplifier", ["touch", str(marks / "on")], ["touch", str(marks / "off")], 5, print
+    )
+    amplifier = Amplifier(hook, warmup_s=0.8, hold_s=0.5)
+    events = Events()
+    speaker, _ = speaker_on_file(tmp_path, espeak_tts, events, amplifier=amplifier)
+    try:
+        asked = time.monotonic()
+        play(speaker, events, announcement("Một."))
+        first_sound, _ = events.started_at["k1"]
+        assert first_sound - asked >= 0.75  # the warm-up came first
+        assert (marks / "on").exists()
+        assert not (marks / "off").exists()  # held on …
+        wait_for(lambda: (marks / "off").exists(), 5, "the amplifier off after the hold")
+    finally:
+        speaker.close()
+
+
+def test_piper_speaks_vietnamese_through_the_speaker(tmp_path: Path) -> None:
+    voice = speaking_vietnamese(tmp_path / "voices")
+    tts = Tts({"vi-north": voice}, "vi-north", tmp_path / "cache", lambda c, d: None)
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, tts, events)
+    try:
+        play(speaker, events, announcement("Xin chào bà con. Hôm nay trời đẹp."))
+    finally:
+        speaker.close()
+        tts.close()
+    assert events.ended[0][1] == "completed"
+    assert rms(wav_pcm(capture)) > 300
+
+
+ASOUNDRC = """pcm.!default {{ type plug; slave.pcm "capture" }}
+pcm.capture {{ type file; slave.pcm "nullsink"; file "{path}"; format "raw" }}
+pcm.nullsink {{ type null }}
+"""
+
+
+def test_the_sound_card_path_plays_through_alsa(tmp_path: Path) -> None:
+    """sounddevice → PortAudio → ALSA's default PCM, here a file PCM (no sound card)."""
+    raw = tmp_path / "alsa.raw"
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(path=raw))
+    # PortAudio reads ALSA's configuration once per process: a child with its own HOME.
+    code = (
+        "from player.output import DeviceOutput; from player.speaker import chime\n"
+        "out = DeviceOutput(); out.write(chime()); out.close()\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    captured = np.frombuffer(raw.read_bytes(), dtype="<i2")
+    assert len(captured) >= len(chime()) // 2 * 0.9
+    assert float(np.sqrt(np.mean(captured.astype(np.float64) ** 2))) > 1000
+
+
+def test_null_output_keeps_real_time() -> None:
+    out = NullOutput()
+    started = time.monotonic()
+    for _ in range(10):
+        out.write(bytes(int(RATE * 0.1) * 2))
+    assert time.monotonic() - started >= 1.0 - 0.25  # AHEAD_S of slack
