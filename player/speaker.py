@@ -49,7 +49,9 @@ class SpeakerEvents(Protocol):
 class Decoder(Protocol):
     """libVLC's audio decoding (``player.vlcaudio.AudioEngine``)."""
 
-    def open(self, source: str, *, live: bool = False) -> Any: ...
+    def open(
+        self, source: str, *, live: bool = False, on_state: Callable[[str, str], None] | None = None
+    ) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -313,7 +315,7 @@ class AudioSpeaker:
         if self._relay is None or self._relay[0] != url:
             self._stop_relay()
             try:
-                source = self._get_decoder().open(url, live=True)
+                source = self._get_decoder().open(url, live=True, on_state=self._stream_state)
                 source.start()
             except Exception as exc:
                 log.error("relay of %s cannot start: %s", url, exc)
@@ -332,6 +334,11 @@ class AudioSpeaker:
                 self.output.write(gain(pcm, self.volume))
             except OutputError as exc:
                 log.error("relay: %s", exc)
+
+    def _stream_state(self, what: str, detail: str) -> None:
+        """A relayed stream dropped ("gone", it is reconnected) or plays again ("back")."""
+        log.warning("relay: stream %s: %s", what, detail)
+        self.report("warning", f"stream_{what}", detail)
 
     def _stop_relay(self) -> None:
         if self._relay is not None:

@@ -73,6 +73,9 @@ ESPEAK_OPTIONS: tuple[str, ...] = ("-b", "1")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?…])\s+|\s*\n\s*")
 
 
+WARM_UP_TEXT = "Kính thưa bà con nhân dân, ủy ban nhân dân phường xin thông báo."
+
+
 class TtsError(Exception):
     """Speech cannot be produced at all (espeak-ng missing or failing too, or Tts closed)."""
 
@@ -278,9 +281,10 @@ class Tts:
             self._fallback(name, cause, reason)
             self._espeak_voice(name)
             return
-        # onnxruntime's first run is slower; pay it here rather than in the first announcement.
+        # onnxruntime's first runs are slower (its buffers grow to a sentence's size): pay that
+        # here, with a sentence of an announcement's length, rather than in the first one.
         with contextlib.suppress(Exception):
-            for _ in loaded.voice.synthesize("a."):
+            for _ in loaded.voice.synthesize(WARM_UP_TEXT):
                 pass
 
     def synthesize(self, text: str, voice: str | None = None) -> Speech:

@@ -3,6 +3,7 @@
 
     python scripts/bench.py [--out bench-out/bench.json] [--pings 1000] [--profile]
     python scripts/bench.py --only screen [--screen-settle 5] [--screen-window 15]
+    python scripts/bench.py --only tts
 
 One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run`` and a bare
 paho echo client (``scripts/echo_floor.py``: subscribe, republish each message at QoS 1, the
@@ -30,6 +31,12 @@ drift hits them alike:
   "floor" is Chromium, and the ratio is chromium/agent (goals: ≥ 5× for memory, ≥ 3× for
   CPU). Chromium comes from ``scripts/setup --bench`` (``make bench`` runs it); where it is
   missing the rows say so. ``--only screen`` runs these rows alone (about 90 s).
+- text to speech (``scripts/tts_bench.py``, method and caveats there): Piper speaking a
+  30-second Vietnamese ward announcement, warmed — time to first audio streamed sentence by
+  sentence against the whole text synthesized before playing (goal ≤ 0.4 s, p50), the
+  real-time factor, a cache hit against a synthesis, espeak-ng's first audio (the fallback),
+  the voice's cold load, and RSS/PSS of a fresh interpreter with the agent's imports against
+  the same with one voice loaded. ``--only tts`` runs these rows alone (about 40 s).
 
 Where the time goes. The agent makes every command durable before it answers: per ping it
 commits twice to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
@@ -99,6 +106,7 @@ from harness import (
 from screen_bench import SCREEN_ROWS, ScreenBench, ScreenRow, ScreenRowFunction
 from screen_bench import SETTLE_S as SCREEN_SETTLE_S
 from screen_bench import WINDOW_S as SCREEN_WINDOW_S
+from tts_bench import TTS_ROWS, TtsBench, TtsRowFunction
 
 from agent.controlplane import FINAL, SigningKey, device_config, make_document
 from agent.protocol import Topics
@@ -319,6 +327,13 @@ class Bench:
         )
         self.details["screen"] = screen.details  # filled in as the rows measure
         return screen
+
+    @functools.cached_property
+    def tts(self) -> TtsBench:
+        """The TTS rows' measurements, in this process and a fresh interpreter."""
+        tts = TtsBench(self.workdir / "tts")
+        self.details["tts"] = tts.details  # filled in as the rows measure
+        return tts
 
     def signed_pings(self, count: int) -> list[tuple[bytes, bytes]]:
         """``count`` fresh signed pings for the agent: (payload, id)."""
@@ -722,9 +737,21 @@ def _on_screen(row: ScreenRowFunction) -> RowFunction:
     return run
 
 
+def _on_tts(row: TtsRowFunction) -> RowFunction:
+    """A row of scripts/tts_bench.py as a row of this table."""
+
+    def run(b: Bench) -> Row:
+        return Row(**asdict(row(b.tts)))
+
+    run.__name__ = row.__name__
+    return run
+
+
 # The program rows come after the round trips (their downloads would disturb them), and the
-# boot row after them: it stops the agent. The screen rows start their own agents and measure
-# CPU, so they come last, when the bench's agent is stopped.
+# boot row after them: it stops the agent. The screen rows measure CPU and the TTS rows time
+# synthesis in this process, so they come last, when the bench's agent is stopped; the TTS rows
+# after the screen rows, since onnxruntime keeps files open in this process and the screen rows
+# hand Chromium its DevTools pipes through /bin/sh, which takes single-digit fds only.
 ROWS: list[RowFunction] = [
     row_rtt_p50,
     row_rtt_p99,
@@ -735,6 +762,7 @@ ROWS: list[RowFunction] = [
     row_program_update,
     row_boot,
     *(_on_screen(row) for row in SCREEN_ROWS),
+    *(_on_tts(row) for row in TTS_ROWS),
 ]
 
 
@@ -832,8 +860,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         type=Path,
-        help="the JSON report (default bench-out/bench.json; bench-out/bench-screen.json "
-        "with --only screen)",
+        help="the JSON report (default bench-out/bench.json; bench-out/bench-<only>.json "
+        "with --only)",
     )
     parser.add_argument("--pings", type=int, default=1000, help="measured pings per path")
     parser.add_argument(
@@ -844,8 +872,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=["screen"],
-        help="run only these rows (screen: the agent's screen against headless Chromium)",
+        choices=["screen", "tts"],
+        help="run only these rows (screen: the agent's screen against headless Chromium; "
+        "tts: Piper and espeak-ng speaking an announcement)",
     )
     parser.add_argument(
         "--screen-settle",
@@ -865,6 +894,8 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.only == "screen":
         return run_screen(args)
+    if args.only == "tts":
+        return run_tts(args)
     out: Path = (args.out or ROOT / "bench-out" / "bench.json").resolve()
     workdir = out.parent / "run"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -969,6 +1000,30 @@ def run_screen(args: argparse.Namespace) -> int:
         "host": host_facts(workdir),
         "rows": [r.as_json() for r in rows],
         "details": {"screen": screen.details},
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}")
+    return 0
+
+
+def run_tts(args: argparse.Namespace) -> int:
+    """``--only tts``: the TTS rows (no broker, no agent process)."""
+    out: Path = (args.out or ROOT / "bench-out" / "bench-tts.json").resolve()
+    workdir = out.parent / "run-tts"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    started = time.monotonic()
+    tts = TtsBench(workdir)
+    rows = [Row(**asdict(row(tts))) for row in TTS_ROWS]
+    print_table(rows)
+    report = {
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "only": "tts",
+        "host": host_facts(workdir),
+        "rows": [r.as_json() for r in rows],
+        "details": {"tts": tts.details},
         "wall_s": round(time.monotonic() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -630,9 +630,9 @@ class Chromium:
         shutil.rmtree(self.workdir / "profile", ignore_errors=True)
         ours_r, theirs_w = os.pipe()  # the browser writes its fd 4
         theirs_r, ours_w = os.pipe()  # the browser reads its fd 3
-        # /bin/sh puts the pipes on fds 3 and 4, then becomes Chromium (exec): the pid we
-        # measure is the browser's.
-        argv = ["/bin/sh", "-c", f'exec "$@" 3<&{theirs_r} 4>&{theirs_w}', "sh", *self.argv]
+        # bash puts the pipes on fds 3 and 4, then becomes Chromium (exec): the pid we
+        # measure is the browser's. (Not dash: it refuses file descriptors above 9.)
+        argv = ["/bin/bash", "-c", f'exec "$@" 3<&{theirs_r} 4>&{theirs_w}', "bash", *self.argv]
         env = dict(os.environ, TZ=f":{TIMEZONE}")
         with self.output.open("ab") as sink:
             self.proc = subprocess.Popen(

@@ -202,3 +202,46 @@ def test_null_output_keeps_real_time() -> None:
     for _ in range(10):
         out.write(bytes(int(RATE * 0.1) * 2))
     assert time.monotonic() - started >= 1.0 - 0.25  # AHEAD_S of slack
+
+
+def test_a_relayed_stream_survives_a_cut_and_gives_way_to_an_announcement(
+    tmp_path: Path, espeak_tts: Tts
+) -> None:
+    from player.vlcaudio import AudioEngine
+    from tests.integration.test_vlcaudio import ToneStation
+
+    station = ToneStation().start()
+    reports: list[tuple[str, str]] = []
+    events = Events()
+    speaker, capture = speaker_on_file(
+        tmp_path,
+        espeak_tts,
+        events,
+        decoder=AudioEngine,
+        report=lambda severity, code, detail: reports.append((code, detail)),
+    )
+
+    def heard() -> int:
+        return len(wav_pcm(capture)) if capture.exists() else 0
+
+    try:
+        speaker.relay(station.url)
+        wait_for(lambda: heard() > 2 * RATE * 2, 15, "two seconds of the relay")
+        station.drop(1.5)  # the studio's link drops; the mount refuses for 1.5 s
+        wait_for(lambda: "stream_gone" in {c for c, _ in reports}, 10, "stream_gone")
+        wait_for(lambda: "stream_back" in {c for c, _ in reports}, 15, "stream_back")
+        before = heard()
+        wait_for(lambda: heard() > before + RATE * 2, 10, "the relay playing again")
+
+        # An announcement interrupts the relay, and the relay resumes after it.
+        mark = heard()
+        play(speaker, events, announcement("Thông báo ngắn."))
+        spoken_end = heard()
+        wait_for(lambda: heard() > spoken_end + RATE * 2, 15, "the relay after the announcement")
+    finally:
+        speaker.close()
+        station.stop()
+    pcm = wav_pcm(capture)
+    # The announcement's audio sits between relay audio: speech is not the station's pure tone.
+    assert rms(pcm[mark:spoken_end]) > 300
+    assert events.ended[-1][1] == "completed"

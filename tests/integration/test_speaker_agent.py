@@ -120,3 +120,39 @@ def test_say_without_a_running_agent(
     assert out.returncode == 0, out.stderr
     assert "spoken in" in out.stdout
     assert rms(wav_pcm(tmp_path / "q10-p12-loa-09.wav")) > 300
+
+
+def test_stream_start_relays_to_the_loudspeakers_until_stream_stop(
+    street: list[tuple[Device, AgentProcess]], broker: Broker, signing_key: SigningKey
+) -> None:
+    from tests.integration.test_vlcaudio import ToneStation
+
+    device, _ = street[0]
+    capture = capture_of(device)
+    station = ToneStation().start()
+    target = f"dev:{device.device_id}"
+    try:
+        with Listener(broker, [f"{PREFIX}/dev/{device.device_id}/ack"]) as listener:
+            body = {"url": station.url, "channels": ["speaker"]}
+            topic, payload, doc = command(signing_key, "stream.start", target=target, body=body)
+            listener.publish(topic, payload)
+            ack = listener.wait_ack(doc["id"], "done", timeout=15)
+            assert ack["detail"] == f"relaying {station.url}"
+            wait_for(lambda: capture.exists() and len(wav_pcm(capture)) > 2 * 44100, 20, "relay")
+
+            screen_only = {"url": station.url, "channels": ["screen"]}
+            topic, payload, doc = command(
+                signing_key, "stream.start", target=target, body=screen_only
+            )
+            listener.publish(topic, payload)
+            assert listener.wait_ack(doc["id"], "failed", timeout=15)["reason"] == "not_supported"
+
+            topic, payload, doc = command(signing_key, "stream.stop", target=target)
+            listener.publish(topic, payload)
+            listener.wait_ack(doc["id"], "done", timeout=15)
+            time.sleep(1.0)
+            size = len(wav_pcm(capture))
+            time.sleep(1.5)
+            assert len(wav_pcm(capture)) == size  # silent: the relay has stopped
+    finally:
+        station.stop()
