@@ -316,13 +316,12 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     if not config.speaker.enabled:
         return NullSpeaker(events)
     # Imported here: numpy, PortAudio, libVLC and Piper only on a device with loudspeakers.
-    from player.vlcaudio import AudioEngine
-
     from player.amplifier import Amplifier, GpioSwitch, Switch
     from player.output import OutputError, open_output
     from player.power import PowerHook
     from player.speaker import AudioSpeaker
     from player.tts import Tts
+    from player.vlcaudio import AudioEngine
 
     s = config.speaker
 
