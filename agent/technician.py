@@ -96,8 +96,7 @@ def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) 
         done.event.wait(600)
         took = time.monotonic() - started
     finally:
-        speaker.close()
-        tts.close()
+        speaker.close()  # and the voices
     outcome, detail = done.outcome
     if outcome != "completed":
         raise RuntimeError(f"not played: {outcome} {detail}")

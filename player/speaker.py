@@ -153,6 +153,7 @@ class AudioSpeaker:
         self._stop_relay()
         if self._decoder is not None:
             self._decoder.close()
+        self.tts.close()
         self.amplifier.close()
         self.output.close()
 

@@ -166,7 +166,6 @@ def test_piper_speaks_vietnamese_through_the_speaker(tmp_path: Path) -> None:
         play(speaker, events, announcement("Xin chào bà con. Hôm nay trời đẹp."))
     finally:
         speaker.close()
-        tts.close()
     assert events.ended[0][1] == "completed"
     assert rms(wav_pcm(capture)) > 300
 
