@@ -32,6 +32,8 @@ from typing import Any
 
 import vlc
 
+from player.libvlc import ENCOUNTERED_ERROR, END_REACHED, EventCb, bind, instance
+
 log = logging.getLogger(__name__)
 
 CHROMA = b"RV32"  # 32-bit RGB; in memory (little-endian) the bytes are B, G, R, A
@@ -62,7 +64,6 @@ _FormatCb = ctypes.CFUNCTYPE(
 _CleanupCb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _LockCb = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))
 _DisplayCb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
-_EventCb = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p)  # event.type
 
 
 class _VideoTrack(ctypes.Structure):
@@ -94,8 +95,6 @@ class _Track(ctypes.Structure):
 
 
 _TRACK_VIDEO = 1  # libvlc_track_video
-_END_REACHED = 265  # libvlc_MediaPlayerEndReached
-_ENCOUNTERED_ERROR = 266  # libvlc_MediaPlayerEncounteredError
 _TrackArray = ctypes.POINTER(ctypes.POINTER(_Track))
 
 # Marks the libVLC threads that run our event handlers, so that stop() knows not to wait there.
@@ -147,23 +146,17 @@ class _Bindings:
 
 @functools.cache
 def _bindings() -> _Bindings:
-    dll = vlc.dll
-    if dll is None:
-        raise VideoError("libVLC is not installed (python-vlc found no libvlc)")
     player, media = vlc.MediaPlayer, vlc.Media  # their from_param passes the native pointer
-    c_int, c_uint, c_void_p = ctypes.c_int, ctypes.c_uint, ctypes.c_void_p
+    c_uint, c_void_p = ctypes.c_uint, ctypes.c_void_p
     prototypes: dict[str, Any] = {
         "libvlc_video_set_callbacks": ctypes.CFUNCTYPE(
             None, player, _LockCb, c_void_p, _DisplayCb, c_void_p
         ),
         "libvlc_video_set_format_callbacks": ctypes.CFUNCTYPE(None, player, _FormatCb, _CleanupCb),
-        "libvlc_media_player_event_manager": ctypes.CFUNCTYPE(c_void_p, player),
-        "libvlc_event_attach": ctypes.CFUNCTYPE(c_int, c_void_p, c_int, _EventCb, c_void_p),
-        "libvlc_event_detach": ctypes.CFUNCTYPE(None, c_void_p, c_int, _EventCb, c_void_p),
         "libvlc_media_tracks_get": ctypes.CFUNCTYPE(c_uint, media, ctypes.POINTER(_TrackArray)),
         "libvlc_media_tracks_release": ctypes.CFUNCTYPE(None, _TrackArray, c_uint),
     }
-    bound = {name: proto((name, dll)) for name, proto in prototypes.items()}
+    bound = bind(prototypes, VideoError)
     return _Bindings(
         set_callbacks=bound["libvlc_video_set_callbacks"],
         set_format_callbacks=bound["libvlc_video_set_format_callbacks"],
@@ -198,10 +191,7 @@ class VideoEngine:
             *extra_args,
         ]
         self._bindings = _bindings()
-        instance = vlc.Instance(args)
-        if instance is None:
-            raise VideoError(f"libVLC refused its options: {' '.join(args)}")
-        self._instance: Any = instance
+        self._instance: Any = instance(args, VideoError)
         self._lock = threading.Lock()
         self._clips: set[VideoClip] = set()
         self._closed = False
@@ -296,11 +286,11 @@ class VideoClip:
         self._cleanup_cb = _CleanupCb(self._on_cleanup)
         self._lock_cb = _LockCb(self._on_lock)
         self._display_cb = _DisplayCb(self._on_display)
-        self._event_cb = _EventCb(self._on_event)
+        self._event_cb = EventCb(self._on_event)
         self._bindings.set_format_callbacks(self._player, self._format_cb, self._cleanup_cb)
         self._bindings.set_callbacks(self._player, self._lock_cb, None, self._display_cb, None)
         self._events = self._bindings.event_manager(self._player)
-        for event in (_END_REACHED, _ENCOUNTERED_ERROR):
+        for event in (END_REACHED, ENCOUNTERED_ERROR):
             if self._bindings.event_attach(self._events, event, self._event_cb, None) != 0:
                 raise VideoError("libVLC could not attach an event handler")
 
@@ -364,7 +354,7 @@ class VideoClip:
     def _release(self) -> None:
         with self._control:
             self._player.stop()  # returns once libVLC's decoder and output threads are gone
-            for event in (_END_REACHED, _ENCOUNTERED_ERROR):
+            for event in (END_REACHED, ENCOUNTERED_ERROR):
                 self._bindings.event_detach(self._events, event, self._event_cb, None)
             self._player.release()
             self._media.release()
@@ -451,9 +441,9 @@ class VideoClip:
 
     def _on_event(self, event: Any, data: Any) -> None:
         """libVLC reports the end or a failure (from its input thread, which must not wait)."""
-        if event[0] == _END_REACHED:
+        if event[0] == END_REACHED:
             self._on_end_reached()
-        elif event[0] == _ENCOUNTERED_ERROR:
+        elif event[0] == ENCOUNTERED_ERROR:
             self._on_vlc_error()
 
     def _on_end_reached(self) -> None:

@@ -53,11 +53,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import vlc
 
+from player.libvlc import ENCOUNTERED_ERROR, END_REACHED, EventCb, bind, instance
+from player.output import RATE, SAMPLE_BYTES
+
 log = logging.getLogger(__name__)
 
-RATE = 22050  # Hz, Piper's rate: the one rate of the speaker pipeline
-CHANNELS = 1
-SAMPLE_BYTES = 2  # signed 16-bit little-endian
+CHANNELS = 1  # RATE and SAMPLE_BYTES: the speaker pipeline's one format (player.output)
 BYTES_PER_SECOND = RATE * CHANNELS * SAMPLE_BYTES
 
 State = Literal["connecting", "playing", "reconnecting", "ended", "failed", "stopped"]
@@ -68,17 +69,13 @@ _WAIT_SLICE = 0.1  # s: the longest any of our waits goes without looking at sto
 _JOIN_WAIT = 5.0  # s: how long stop() and close() wait for a supervisor thread to finish
 _SUBITEM_DEPTH = 3  # playlists that point at playlists, at most this deep
 
-# libVLC events (LibVLC 3.0 numbering).
-_END_REACHED = 265  # libvlc_MediaPlayerEndReached
-_ENCOUNTERED_ERROR = 266  # libvlc_MediaPlayerEncounteredError
-_EVENTS = {_END_REACHED: "end", _ENCOUNTERED_ERROR: "error"}
+_EVENTS = {END_REACHED: "end", ENCOUNTERED_ERROR: "error"}
 
 # Our own prototypes, as in player/video.py: python-vlc memoizes every player's event manager in
 # a global dict for ever, so events are attached through these instead.
 _PlayCb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int64)
 _PtsCb = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64)  # pause, resume, flush
 _DrainCb = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-_EventCb = ctypes.CFUNCTYPE(None, ctypes.POINTER(ctypes.c_int), ctypes.c_void_p)  # event.type
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -103,21 +100,15 @@ class _Bindings:
 
 @functools.cache
 def _bindings() -> _Bindings:
-    dll = vlc.dll
-    if dll is None:
-        raise AudioDecodeError("libVLC is not installed (python-vlc found no libvlc)")
     player = vlc.MediaPlayer  # its from_param passes the native pointer
-    c_int, c_uint, c_void_p = ctypes.c_int, ctypes.c_uint, ctypes.c_void_p
+    c_uint, c_void_p = ctypes.c_uint, ctypes.c_void_p
     prototypes: dict[str, Any] = {
         "libvlc_audio_set_callbacks": ctypes.CFUNCTYPE(
             None, player, _PlayCb, _PtsCb, _PtsCb, _PtsCb, _DrainCb, c_void_p
         ),
         "libvlc_audio_set_format": ctypes.CFUNCTYPE(None, player, ctypes.c_char_p, c_uint, c_uint),
-        "libvlc_media_player_event_manager": ctypes.CFUNCTYPE(c_void_p, player),
-        "libvlc_event_attach": ctypes.CFUNCTYPE(c_int, c_void_p, c_int, _EventCb, c_void_p),
-        "libvlc_event_detach": ctypes.CFUNCTYPE(None, c_void_p, c_int, _EventCb, c_void_p),
     }
-    bound = {name: proto((name, dll)) for name, proto in prototypes.items()}
+    bound = bind(prototypes, AudioDecodeError)
     return _Bindings(
         set_callbacks=bound["libvlc_audio_set_callbacks"],
         set_format=bound["libvlc_audio_set_format"],
@@ -171,10 +162,7 @@ class AudioEngine:
             *extra_args,
         ]
         self._bindings = _bindings()
-        instance = vlc.Instance(args)
-        if instance is None:
-            raise AudioDecodeError(f"libVLC refused its options: {' '.join(args)}")
-        self._instance: Any = instance
+        self._instance: Any = instance(args, AudioDecodeError)
         self._lock = threading.Lock()
         self._sources: set[AudioSource] = set()
         self._closed = False
@@ -267,7 +255,7 @@ class _Attempt:
         self.resume_cb = _PtsCb(self._on_pts)
         self.flush_cb = _PtsCb(self._on_pts)
         self.drain_cb = _DrainCb(self._on_drain)
-        self.event_cb = _EventCb(self._on_event)
+        self.event_cb = EventCb(self._on_event)
         self.media: Any = None
         self.player: Any = None
         self.events: Any = None

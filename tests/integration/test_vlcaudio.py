@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from player.vlcaudio import RATE, AudioEngine, AudioSource
+from player.output import RATE
+from player.vlcaudio import AudioEngine, AudioSource
 from tests.helpers import MediaServer
 from tests.media import (
     pcm_samples,
