@@ -967,14 +967,26 @@ def run(args: argparse.Namespace) -> int:
             "\nNOTE: profiled run — the agent ran slower than normal; compare ratios only "
             "from a run without --profile.\n"
         )
+    extra = {"pings": args.pings, "profiled": bool(args.profile)}
+    return write_report(out, workdir, started, rows, bench.details, extra)
+
+
+def write_report(
+    out: Path,
+    workdir: Path,
+    started: float,
+    rows: Sequence[Row | ScreenRow],
+    details: dict[str, Any],
+    extra: dict[str, Any],
+) -> int:
+    """Print the table and write the JSON report; the exit status."""
     print_table(rows)
     report = {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "pings": args.pings,
-        "profiled": bool(args.profile),
+        **extra,
         "host": host_facts(workdir),
         "rows": [r.as_json() for r in rows],
-        "details": bench.details,
+        "details": details,
         "wall_s": round(time.monotonic() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -993,19 +1005,7 @@ def run_screen(args: argparse.Namespace) -> int:
     with Broker(workdir / "broker") as broker:
         screen = ScreenBench(workdir / "screen", broker.url, args.screen_settle, args.screen_window)
         rows = [row(screen) for row in SCREEN_ROWS]
-    print_table(rows)
-    report = {
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "only": "screen",
-        "host": host_facts(workdir),
-        "rows": [r.as_json() for r in rows],
-        "details": {"screen": screen.details},
-        "wall_s": round(time.monotonic() - started, 1),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out}")
-    return 0
+    return write_report(out, workdir, started, rows, {"screen": screen.details}, {"only": "screen"})
 
 
 def run_tts(args: argparse.Namespace) -> int:
@@ -1017,19 +1017,7 @@ def run_tts(args: argparse.Namespace) -> int:
     started = time.monotonic()
     tts = TtsBench(workdir)
     rows = [Row(**asdict(row(tts))) for row in TTS_ROWS]
-    print_table(rows)
-    report = {
-        "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "only": "tts",
-        "host": host_facts(workdir),
-        "rows": [r.as_json() for r in rows],
-        "details": {"tts": tts.details},
-        "wall_s": round(time.monotonic() - started, 1),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out}")
-    return 0
+    return write_report(out, workdir, started, rows, {"tts": tts.details}, {"only": "tts"})
 
 
 def main(argv: list[str] | None = None) -> int:
