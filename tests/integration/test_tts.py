@@ -15,6 +15,7 @@ import http.server
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -418,3 +419,20 @@ def test_fetch_voices_puts_nothing_in_place_that_fails_its_checks(tmp_path: Path
     assert "bytes, expected 27789413" in failed.stderr
     assert list(dest.iterdir()) == []  # no model, no config, no .part
     assert "[tts.voices]" not in failed.stdout
+
+
+def test_piper_writes_no_telemetry_into_home(tmp_path: Path) -> None:
+    """onnxruntime keeps a telemetry database in ~/.cache unless told not to."""
+    model, _ = joe_voice()
+    code = (
+        "import sys; from pathlib import Path; from player.tts import Tts\n"
+        "tts = Tts({'en': Path(sys.argv[1])}, 'en', None, lambda c, d: None)\n"
+        "tts.warm('en'); tts.close()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(model)], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
