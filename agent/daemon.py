@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
@@ -41,6 +41,9 @@ from agent.systemd import Notifier
 from agent.verify import Verifier
 from player.base import PlayerEvents, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
+
+if TYPE_CHECKING:
+    from player.speaker import Decoder
 
 log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 3.0
@@ -321,7 +324,6 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     from player.power import PowerHook
     from player.speaker import AudioSpeaker
     from player.tts import Tts
-    from player.vlcaudio import AudioEngine
 
     s = config.speaker
 
@@ -361,7 +363,7 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
         output,
         tts,
         events,
-        decoder=AudioEngine,
+        decoder=_audio_decoder,
         amplifier=amplifier,
         chime_file=s.chime_file,
         volume=director.volume,
@@ -374,6 +376,13 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     if relay:  # a stream.start still wanted when the agent stopped
         speaker.relay(json.loads(relay)["url"])
     return speaker
+
+
+def _audio_decoder() -> Decoder:
+    """libVLC for audio, loaded with the first audio file or stream (not for speech alone)."""
+    from player.vlcaudio import AudioEngine
+
+    return AudioEngine()
 
 
 def _media_user(cache: ContentCache) -> Callable[[str], Path]:
