@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
@@ -41,9 +41,6 @@ from agent.systemd import Notifier
 from agent.verify import Verifier
 from player.base import PlayerEvents, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
-
-if TYPE_CHECKING:
-    from player.speaker import Decoder
 
 log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 3.0
@@ -314,61 +311,27 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     """The audio speaker when ``[speaker] enabled``; the logging null speaker otherwise.
 
     An output that cannot be opened is reported (log and event) and the agent carries on with
-    the null speaker: the screen and the proof of play keep working.
+    the null speaker: the screen and the proof of play keep working. The default voice is
+    loaded in the background, so that the first announcement (an emergency, perhaps) does not
+    wait for it.
     """
     if not config.speaker.enabled:
         return NullSpeaker(events)
-    # Imported here: numpy, PortAudio, libVLC and Piper only on a device with loudspeakers.
-    from player.amplifier import Amplifier, GpioSwitch, Switch
-    from player.output import OutputError, open_output
-    from player.power import PowerHook
-    from player.speaker import AudioSpeaker
-    from player.tts import Tts
-
-    s = config.speaker
+    # Imported here: numpy, PortAudio and Piper only on a device with loudspeakers.
+    from player.output import OutputError
+    from player.speaker import build_speaker
 
     def report(severity: str, code: str, detail: str) -> None:
         director.post("event", (severity, code, detail))
 
     try:
-        output = open_output(s.output)
+        speaker = build_speaker(config, events, report, director.volume)
     except OutputError as exc:
         log.error("speaker: %s; carrying on without it", exc)
         director.event("error", "speaker_failed", str(exc))
         return NullSpeaker(events)
-    switch: Switch | None = None
-    if s.amplifier_gpio:
-        chip, line = s.amplifier_gpio.rsplit(":", 1)
-        try:
-            switch = GpioSwitch(chip, int(line), s.amplifier_active_low)
-        except Exception as exc:  # no such chip or line, no gpiod
-            log.error("amplifier GPIO %s: %s", s.amplifier_gpio, exc)
-            director.event("error", "amplifier_failed", f"{s.amplifier_gpio}: {exc}")
-    elif s.amplifier_on or s.amplifier_off:
-        switch = PowerHook(
-            "amplifier",
-            s.amplifier_on,
-            s.amplifier_off,
-            10,
-            lambda detail: report("warning", "amplifier_power_failed", detail),
-        )
-    amplifier = Amplifier(switch, s.amplifier_warmup_s, s.amplifier_hold_s)
-    tts = Tts(
-        config.tts.voices,
-        config.tts.default_voice,
-        config.paths.cache_dir,
-        lambda code, detail: report("warning", code, detail),
-    )
-    speaker = AudioSpeaker(
-        output,
-        tts,
-        events,
-        decoder=_audio_decoder,
-        amplifier=amplifier,
-        chime_file=s.chime_file,
-        volume=director.volume,
-        report=report,
-    )
+    if config.tts.voices:
+        threading.Thread(target=speaker.tts.warm, name="tts-warm", daemon=True).start()
     mode = director.store.get_setting(AMPLIFIER_MODE_SETTING)
     if mode in ("on", "off"):
         speaker.set_amplifier("on" if mode == "on" else "off")
@@ -376,13 +339,6 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     if relay:  # a stream.start still wanted when the agent stopped
         speaker.relay(json.loads(relay)["url"])
     return speaker
-
-
-def _audio_decoder() -> Decoder:
-    """libVLC for audio, loaded with the first audio file or stream (not for speech alone)."""
-    from player.vlcaudio import AudioEngine
-
-    return AudioEngine()
 
 
 def _media_user(cache: ContentCache) -> Callable[[str], Path]:

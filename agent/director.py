@@ -463,11 +463,13 @@ class Director:
         if "speaker" not in body.channels:
             detail = "this agent relays streams to the loudspeakers only"
             return [self.ack(env.id, Status.FAILED, "not_supported", detail, seen=seen)]
+        if not getattr(self.conductor.stage.speaker, "audible", True):
+            detail = "no loudspeakers here ([speaker] enabled = false, or no sound output)"
+            return [self.ack(env.id, Status.FAILED, "no_speaker", detail, seen=seen)]
         # Saved with the ack: a relay still wanted after a restart starts again.
         relay = json.dumps({"url": body.url, "level": body.level.value})
-        ack = self.ack(
-            env.id, Status.DONE, detail=f"relaying {body.url}", seen=seen, settings={"relay": relay}
-        )
+        detail = self.redactor(f"relaying {body.url}")
+        ack = self.ack(env.id, Status.DONE, detail=detail, seen=seen, settings={"relay": relay})
         self.conductor.stage.speaker.relay(body.url)
         return [ack]
 

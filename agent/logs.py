@@ -13,7 +13,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Things that look like credentials even when we do not know their value.
 _PATTERNS = [
     re.compile(r"(?i)\b(password|passwd|secret|token|private[_ ]key)(\s*[=:]\s*)(\S+)"),
-    re.compile(r"(?i)(mqtts?://[^:/\s]+:)([^@\s]+)(@)"),
+    # user:password@ in any URL: the broker's, a stream's (rtsp://admin:…@camera), a mirror's.
+    re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]+:)([^@\s]+)(@)"),
 ]
 _TRACEBACKS = logging.Formatter()
 

@@ -83,6 +83,10 @@ class PlaylogRecorder:
         self._clock = clock
         self._mine: set[str] = set()  # plays started by this recorder and not ended yet
 
+    def clock(self) -> datetime:
+        """The time plays are recorded at."""
+        return self._clock()
+
     def _now(self) -> str:
         return format_time(self._clock())
 

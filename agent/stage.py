@@ -235,7 +235,6 @@ class Stage:
             if cut_in or not self._in_force(current, now):
                 self.speaker.stop()  # reports "interrupted" through finished()
             return
-        start_at = None
         if queue:
             nxt = queue[0]
         else:
@@ -245,17 +244,28 @@ class Stage:
             if ahead is None or ahead.play_at - self.prepare > now:
                 return
             nxt = Announcement(ahead.bulletin, "play_now", ahead.id, ahead.play_at, f"{ahead.id}#1")
-            start_at = ahead.play_at
-        self._mark_played(nxt.key, now)
         item = self._item(nxt.bulletin, "speaker", nxt.key, nxt.origin, None)
         self.start_error_ms = None
+        start_at = self._synchronized_start(nxt)
         if start_at is None:
+            self._mark_played(nxt.key, now)
             token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
         else:
-            token = ""  # recorded when it sounds (started)
+            # Played, and recorded, when it sounds (``started``): an agent restarted while it
+            # waits for its time hands it over again.
+            token = ""
             item = replace(item, start_at=start_at)
         self.speaking = (nxt, token)
         self.speaker.play(item)
+
+    def _synchronized_start(self, item: Announcement) -> datetime | None:
+        """The ``play_at`` a ``play.now``'s first announcement must start at, if it has one
+        (also when it comes late: its start error is then measured, not hidden)."""
+        doc = self._docs.get(item.ref)
+        if item.origin != "play_now" or doc is None or item.key != f"{item.ref}#1":
+            return None
+        env = doc[0]
+        return parse_time(env.body.play_at) if env.body.play_at else None
 
     def _next_synchronized(self, now: datetime) -> PlayNow | None:
         """The next ``play.now`` with a ``play_at`` ahead and a speaker part not yet played."""
@@ -273,6 +283,7 @@ class Stage:
         current, token = self.speaking
         self.start_error_ms = start_error_ms
         if not token:
+            self._mark_played(key, self.recorder.clock())
             token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
             self.speaking = (current, token)
         if start_error_ms is not None:
@@ -297,6 +308,7 @@ class Stage:
             current, token = self.speaking
             self.speaking = None
             if not token:  # never sounded: still a play, ended at once
+                self._mark_played(key, self.recorder.clock())
                 token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
             error = self.start_error_ms
             self.recorder.ended(token, outcome, {} if error is None else {"start_error_ms": error})

@@ -73,22 +73,17 @@ class _Done:
 
 def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) -> str:
     from player.base import PlayItem
-    from player.output import open_output
-    from player.speaker import AudioSpeaker
-    from player.tts import Tts
+    from player.speaker import build_speaker
 
     notes: list[str] = []
-    tts = Tts(
-        config.tts.voices,
-        config.tts.default_voice,
-        config.paths.cache_dir,
-        lambda code, detail: notes.append(f"{code}: {detail}"),
-    )
     done = _Done()
     volume = _saved_volume(config.paths.state_dir / "agent.db")
-    speaker = AudioSpeaker(
-        open_output(config.speaker.output), tts, done, volume=volume, chime_file=None
-    )
+
+    def report(_severity: str, code: str, detail: str) -> None:
+        notes.append(f"{code}: {detail}")
+
+    # As the agent would: the configured output, amplifier (warm-up, hook or GPIO) and chime.
+    speaker = build_speaker(config, done, report, volume)
     try:
         started = time.monotonic()
         item = PlayItem(say_bulletin(text, voice, chime), "speaker", "say", "technician")
@@ -96,7 +91,7 @@ def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) 
         done.event.wait(600)
         took = time.monotonic() - started
     finally:
-        speaker.close()  # and the voices
+        speaker.close()  # and the voices, and the amplifier
     outcome, detail = done.outcome
     if outcome != "completed":
         raise RuntimeError(f"not played: {outcome} {detail}")

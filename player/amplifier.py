@@ -107,7 +107,7 @@ class Amplifier:
         with self._lock:
             self.mode = mode
             self._cancel_timer()
-            if mode == "on" and self._on_since is None:
+            if (mode == "on" or (mode == "auto" and self._users)) and self._on_since is None:
                 self._set(True)
             elif self._on_since is not None and (mode == "off" or not self._users):
                 self._set(False)

@@ -57,6 +57,8 @@ class NullScreen:
 class NullSpeaker:
     """Logs what the speaker would say, and reports it finished after its speaking time."""
 
+    audible = False  # nobody hears it (a live relay is refused)
+
     def __init__(self, events: PlayerEvents, time_scale: float = 1.0) -> None:
         self.events = events
         self.time_scale = time_scale

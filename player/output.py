@@ -32,6 +32,9 @@ class OutputError(Exception):
 class AudioOutput(Protocol):
     """A sink for PCM in the pipeline's one format."""
 
+    # Seconds between a write and its sound at the loudspeakers (the sound card's buffer).
+    latency_s: float
+
     def write(self, pcm: bytes) -> None:
         """Play ``pcm``; returns once it is (nearly) heard: real-time pace."""
 
@@ -65,6 +68,8 @@ class _Clock:
 class NullOutput:
     """Discards the sound, at the pace of real time."""
 
+    latency_s = 0.0
+
     def __init__(self) -> None:
         self.clock = _Clock()
 
@@ -84,6 +89,8 @@ class FileOutput:
     The header is rewritten after every write, so the file is a valid WAV while it grows and
     after a crash; silences between announcements are not recorded.
     """
+
+    latency_s = 0.0
 
     def __init__(self, path: Path) -> None:
         self.path = path

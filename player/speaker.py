@@ -13,28 +13,34 @@ sample is written on the clock; the measured start error is reported with ``star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import queue
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from agent.config import AgentConfig
 from agent.protocol import Channel, Outcome
-from player.amplifier import Amplifier, Mode
+from player.amplifier import Amplifier, GpioSwitch, Mode, Switch
 from player.base import PlayItem
 from player.normalize import normalize
-from player.output import RATE, AudioOutput, OutputError
+from player.output import RATE, AudioOutput, open_output
+from player.power import PowerHook
 from player.tts import Tts
 
 log = logging.getLogger(__name__)
 PIECE_S = 0.1  # what is written at once: how quickly a stop is heard
 STREAM_MAX_S = 3600.0  # a bulletin of kind "stream" relays at most this long
+STREAM_GIVE_UP_S = 30.0  # … and ends when its stream has not played for this long
 Chunks = Iterator[bytes]
 
 
@@ -50,7 +56,12 @@ class Decoder(Protocol):
     """libVLC's audio decoding (``player.vlcaudio.AudioEngine``)."""
 
     def open(
-        self, source: str, *, live: bool = False, on_state: Callable[[str, str], None] | None = None
+        self,
+        source: str,
+        *,
+        live: bool = False,
+        on_state: Callable[[str, str], None] | None = None,
+        give_up_after: float | None = None,
     ) -> Any: ...
 
     def close(self) -> None: ...
@@ -97,6 +108,14 @@ def resample(pcm: bytes, rate: int) -> bytes:
     return out.astype("<i2").tobytes()
 
 
+@dataclass
+class _Job:
+    """One announcement, with its own stop flag (a stop is never lost nor carried over)."""
+
+    item: PlayItem
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
 class AudioSpeaker:
     """The speaker player (``player.base.SpeakerPlayer``) with a real audio output."""
 
@@ -112,6 +131,7 @@ class AudioSpeaker:
         volume: int = 70,
         report: Callable[[str, str, str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stream_give_up_s: float = STREAM_GIVE_UP_S,
     ) -> None:
         self.output = output
         self.tts = tts
@@ -121,35 +141,46 @@ class AudioSpeaker:
         self.volume = volume
         self.report = report or (lambda severity, code, detail: None)
         self.clock = clock
+        self.stream_give_up_s = stream_give_up_s
         self._decoder_factory = decoder
         self._decoder: Decoder | None = None
-        self._jobs: queue.SimpleQueue[PlayItem | None] = queue.SimpleQueue()
-        self._interrupt = threading.Event()
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending: list[_Job] = []  # queued, and the one playing (first)
+        self._job: _Job | None = None  # the one playing
         self._closing = False
-        self._current: PlayItem | None = None
         self._relay_url: str | None = None
         self._relay: Any = None
-        self._chime = chime()
+        self._relay_warm_until = 0.0
+        self._chime: bytes | None = None
         self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ SpeakerPlayer
 
     def play(self, item: PlayItem) -> None:
-        if self._current is not None:
-            self._interrupt.set()
-        self._jobs.put(item)
+        """Play ``item`` (what plays now is interrupted first)."""
+        with self._lock:
+            if self._job is not None:
+                self._job.stop.set()
+            self._pending.append(_Job(item))
+        self._wake.put(None)
 
     def stop(self) -> None:
-        self._interrupt.set()
+        """Interrupt what plays and what was asked to play so far."""
+        with self._lock:
+            for job in self._pending:
+                job.stop.set()
 
     def close(self) -> None:
         if self._closing:
             return
         self._closing = True
-        self._interrupt.set()
-        self._jobs.put(None)
+        self.stop()
+        self._wake.put(None)
         self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            log.error("the speaker thread did not stop; closing its output anyway")
         self._stop_relay()
         if self._decoder is not None:
             self._decoder.close()
@@ -169,109 +200,153 @@ class AudioSpeaker:
     def relay(self, url: str | None) -> None:
         """Relay a live stream whenever no announcement plays (None: stop relaying)."""
         self._relay_url = url
-        self._jobs.put(None if self._closing else _WAKE)
+        self._wake.put(None)
 
     @property
     def speaking(self) -> bool:
-        return self._current is not None
+        return self._job is not None
 
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
         while not self._closing:
+            with contextlib.suppress(queue.Empty):
+                self._wake.get(timeout=None if self._relay_url is None else PIECE_S)
             try:
-                job = self._jobs.get(timeout=None if self._relay_url is None else PIECE_S)
-            except queue.Empty:
-                job = _WAKE
-            if job is None:
-                continue
-            if job is not _WAKE:
-                self._stop_relay()
-                self._announce(job)
-                continue
-            self._relay_piece()
+                self._turn()
+            except Exception as exc:
+                # A bug or a broken output must not silence the loudspeakers for the day.
+                log.exception("speaker: unexpected failure")
+                self.report("error", "speaker_error", f"{type(exc).__name__}: {exc}"[:200])
+                with contextlib.suppress(Exception):
+                    self._stop_relay()
+                time.sleep(PIECE_S)
 
-    def _announce(self, item: PlayItem) -> None:
-        self._interrupt.clear()
-        self._current = item
-        outcome: Outcome = "completed"
+    def _turn(self) -> None:
+        with self._lock:
+            job = self._pending[0] if self._pending and not self._closing else None
+        if job is None:
+            self._relay_piece()
+            return
+        try:
+            self._stop_relay()
+        finally:
+            self._announce(job)  # always reports finished
+
+    def _announce(self, job: _Job) -> None:
+        item = job.item
+        self._job = job
+        outcome: Outcome = "failed"
         detail = ""
         try:
             wait = self.amplifier.acquire()
             try:
-                chunks = self._chunks(item)
-                first = next(chunks, b"")  # ready before the clock starts
-                self._sleep(wait)
-                error_ms = self._wait_until(item.start_at)
+                intro, first, rest = self._prepare(item, job)
+                if item.start_at is not None:
+                    self._sleep(job, wait)
+                    error_ms: int | None = self._wait_until(job, item.start_at)
+                else:
+                    self._sleep(job, wait)
+                    error_ms = None
                 self.events.started("speaker", item.key, error_ms)
-                self._write(first)
-                for chunk in chunks:
-                    self._write(chunk)
+                self._write(job, intro)
+                self._write(job, first)
+                for chunk in rest:
+                    self._write(job, chunk)
+                outcome = "completed"
             finally:
                 self.output.idle()
                 self.amplifier.release()
         except Interrupted:
             outcome = "interrupted"
         except Exception as exc:
-            outcome, detail = "failed", f"{type(exc).__name__}: {exc}"[:200]
+            detail = f"{type(exc).__name__}: {exc}"[:200]
             log.error("speaker failed on %s: %s", item.bulletin.id, detail)
         finally:
-            self._current = None
-        self.events.finished("speaker", item.key, outcome, detail)
+            with self._lock:
+                self._job = None
+                if job in self._pending:
+                    self._pending.remove(job)
+            self.events.finished("speaker", item.key, outcome, detail)
 
-    def _chunks(self, item: PlayItem) -> Chunks:
+    def _prepare(self, item: PlayItem, job: _Job) -> tuple[bytes, bytes, Chunks]:
+        """The chime, the content's first chunk and the rest: ready before the first sound.
+
+        The first chunk is synthesized (or the file opened and read) now, so that a
+        synchronized start is not late by a synthesis and the voice follows the chime at once.
+        """
         part = item.bulletin.speaker
         if part is None:
-            return iter(())
-        intro: list[bytes] = []
-        if part.chime:
-            intro = [self._chime_pcm()]
+            return b"", b"", iter(())
+        intro = self._chime_pcm(job) if part.chime else b""
         if part.kind == "tts":
-            return _chain(intro, self._speech(part.text or "", part.voice))
-        if part.kind == "audio" and part.media is not None:
-            return _chain(intro, self._decode(str(item.media[part.media.sha256]), live=False))
-        url = part.url or (str(item.media[part.media.sha256]) if part.media else "")
-        return _chain(intro, self._decode(url, live=True, limit_s=STREAM_MAX_S))
+            content = self._speech(job, part.text or "", part.voice)
+        elif part.kind == "audio" and part.media is not None:
+            content = self._decode(job, str(item.media[part.media.sha256]), live=False)
+        else:
+            url = part.url or (str(item.media[part.media.sha256]) if part.media else "")
+            content = self._decode(job, url, live=True, limit_s=STREAM_MAX_S)
+        return intro, next(content, b""), content
 
-    def _speech(self, text: str, voice: str | None) -> Chunks:
+    def _speech(self, job: _Job, text: str, voice: str | None) -> Chunks:
         speech = self.tts.synthesize(normalize(text), voice)
         try:
-            for pcm in speech:
-                yield resample(pcm.samples, pcm.rate)
+            while True:
+                if job.stop.is_set():
+                    raise Interrupted
+                try:
+                    pcm = speech.poll(PIECE_S)
+                except StopIteration:
+                    return
+                if pcm is not None:
+                    yield resample(pcm.samples, pcm.rate)
         finally:
             speech.close()
 
-    def _decode(self, source: str, live: bool, limit_s: float | None = None) -> Chunks:
-        decoder = self._get_decoder()
-        audio = decoder.open(source, live=live)
+    def _decode(
+        self, job: _Job | None, source: str, live: bool, limit_s: float | None = None
+    ) -> Chunks:
+        """PCM of a file or, for an announcement of kind ``stream``, a live source: it ends
+        when the stream drops, when it has not played for ``stream_give_up_s``, or after
+        ``limit_s``."""
+        gone = threading.Event()
+        audio = self._get_decoder().open(
+            source,
+            live=live,
+            on_state=(lambda what, _detail: gone.set() if what == "gone" else None),
+            give_up_after=self.stream_give_up_s if live else None,
+        )
         audio.start()
-        budget = None if limit_s is None else int(limit_s * RATE * 2)
+        deadline = None if limit_s is None else time.monotonic() + limit_s
         try:
-            while budget is None or budget > 0:
-                if self._interrupt.is_set():
+            while deadline is None or time.monotonic() < deadline:
+                if job is not None and job.stop.is_set():
                     raise Interrupted
                 pcm = audio.read(int(RATE * 2 * PIECE_S), PIECE_S)
-                if pcm is None:
-                    if audio.error:
+                if pcm is None or (gone.is_set() and not pcm):
+                    if pcm is None and audio.error:
                         raise RuntimeError(audio.error)
                     return
                 if pcm:
-                    if budget is not None:
-                        budget -= len(pcm)
                     yield pcm
         finally:
             audio.stop()
 
-    def _chime_pcm(self) -> bytes:
-        if self.chime_file is None:
+    def _chime_pcm(self, job: _Job) -> bytes:
+        """The chime: the configured file, decoded once, or the generated one."""
+        if self._chime is not None:
             return self._chime
-        try:
-            return b"".join(self._decode(str(self.chime_file), live=False))
-        except Interrupted:
-            raise
-        except Exception as exc:
-            log.warning("chime file %s unusable (%s): the generated chime", self.chime_file, exc)
-            return self._chime
+        pcm = chime()
+        if self.chime_file is not None:
+            try:
+                pcm = b"".join(self._decode(job, str(self.chime_file), live=False))
+            except Interrupted:
+                raise
+            except Exception as exc:
+                log.warning("chime file %s unusable (%s): the generated one", self.chime_file, exc)
+                pcm = chime()
+        self._chime = pcm
+        return pcm
 
     def _get_decoder(self) -> Decoder:
         if self._decoder is None:
@@ -280,31 +355,27 @@ class AudioSpeaker:
             self._decoder = self._decoder_factory()
         return self._decoder
 
-    def _write(self, pcm: bytes) -> None:
+    def _write(self, job: _Job, pcm: bytes) -> None:
         step = int(RATE * PIECE_S) * 2
         for offset in range(0, len(pcm), step):
-            if self._interrupt.is_set():
+            if job.stop.is_set():
                 raise Interrupted
             self.output.write(gain(pcm[offset : offset + step], self.volume))
 
-    def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and self._interrupt.wait(seconds):
+    def _sleep(self, job: _Job, seconds: float) -> None:
+        if seconds > 0 and job.stop.wait(seconds):
             raise Interrupted
 
-    def _wait_until(self, start_at: datetime | None) -> int | None:
-        """Sleep until ``start_at`` (wall clock, read often); return the start error in ms."""
-        if start_at is None:
-            return None
-        while True:
-            left = (start_at - self.clock()).total_seconds()
-            if left <= 0:
-                break
-            if self._interrupt.wait(min(left, 0.05) if left > 0.002 else 0):
+    def _wait_until(self, job: _Job, start_at: datetime) -> int:
+        """Sleep until the sound leaving the output reaches the loudspeakers at ``start_at``
+        (wall clock, read often); return how late (ms) it did."""
+        latency = timedelta(seconds=self.output.latency_s)
+        write_at = start_at - latency
+        while (left := (write_at - self.clock()).total_seconds()) > 0:
+            # The last two milliseconds are spun: no sleep is that precise.
+            if left > 0.002 and job.stop.wait(min(left - 0.002, 0.05)):
                 raise Interrupted
-            if left <= 0.002:
-                while (start_at - self.clock()).total_seconds() > 0:
-                    pass  # the last two milliseconds: no sleep is that precise
-        return round((self.clock() - start_at).total_seconds() * 1000)
+        return round((self.clock() + latency - start_at).total_seconds() * 1000)
 
     # ------------------------------------------------------------------ relay
 
@@ -319,22 +390,22 @@ class AudioSpeaker:
                 source = self._get_decoder().open(url, live=True, on_state=self._stream_state)
                 source.start()
             except Exception as exc:
+                # Credentials in the URL are redacted by the log and event redactor.
                 log.error("relay of %s cannot start: %s", url, exc)
                 self.report("warning", "stream_failed", f"{url}: {exc}")
-                self._relay_url = None
+                if self._relay_url == url:  # not replaced meanwhile
+                    self._relay_url = None
                 return
             self._relay = (url, source)
-            self.amplifier.acquire()
+            self._relay_warm_until = time.monotonic() + self.amplifier.acquire()
         pcm = self._relay[1].read(int(RATE * 2 * PIECE_S), PIECE_S)
         if pcm is None:
             self.report("warning", "stream_ended", url)
             self._stop_relay()
-            self._relay_url = None
-        elif pcm:
-            try:
-                self.output.write(gain(pcm, self.volume))
-            except OutputError as exc:
-                log.error("relay: %s", exc)
+            if self._relay_url == url:
+                self._relay_url = None
+        elif pcm and time.monotonic() >= self._relay_warm_until:  # live: the warm-up is lost
+            self.output.write(gain(pcm, self.volume))
 
     def _stream_state(self, what: str, detail: str) -> None:
         """A relayed stream dropped ("gone", it is reconnected) or plays again ("back")."""
@@ -350,12 +421,55 @@ class AudioSpeaker:
             self.amplifier.release()
 
 
-_WAKE: Any = object()  # a queue marker: look at the relay
+def build_speaker(
+    config: AgentConfig,
+    events: SpeakerEvents,
+    report: Callable[[str, str, str], None],
+    volume: int,
+) -> AudioSpeaker:
+    """The loudspeakers as ``[speaker]`` and ``[tts]`` describe them: output, voices, chime,
+    amplifier (raises OutputError when the output cannot be opened)."""
+    s = config.speaker
+    output = open_output(s.output)
+    switch: Switch | None = None
+    if s.amplifier_gpio:
+        chip, line = s.amplifier_gpio.rsplit(":", 1)
+        try:
+            switch = GpioSwitch(chip, int(line), s.amplifier_active_low)
+        except Exception as exc:  # no such chip or line, no gpiod
+            log.error("amplifier GPIO %s: %s", s.amplifier_gpio, exc)
+            report("error", "amplifier_failed", f"{s.amplifier_gpio}: {exc}")
+    elif s.amplifier_on or s.amplifier_off:
+        switch = PowerHook(
+            "amplifier",
+            s.amplifier_on,
+            s.amplifier_off,
+            10,
+            lambda detail: report("warning", "amplifier_power_failed", detail),
+        )
+    tts = Tts(
+        config.tts.voices,
+        config.tts.default_voice,
+        config.paths.cache_dir,
+        lambda code, detail: report("warning", code, detail),
+    )
+    return AudioSpeaker(
+        output,
+        tts,
+        events,
+        decoder=_audio_decoder,
+        amplifier=Amplifier(switch, s.amplifier_warmup_s, s.amplifier_hold_s),
+        chime_file=s.chime_file,
+        volume=volume,
+        report=report,
+    )
 
 
-def _chain(first: list[bytes], rest: Iterator[bytes]) -> Chunks:
-    yield from first
-    yield from rest
+def _audio_decoder() -> Decoder:
+    """libVLC for audio, loaded with the first audio file or stream (not for speech alone)."""
+    from player.vlcaudio import AudioEngine
+
+    return AudioEngine()
 
 
 def wav_pcm(path: Path) -> bytes:

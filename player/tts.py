@@ -160,6 +160,7 @@ class Speech(Iterator[Pcm]):
     def __init__(self, job: _Job) -> None:
         self._job = job
         self._finished = False
+        self._progress = time.monotonic()
         weakref.finalize(self, job.cancel.set)
 
     @property
@@ -193,6 +194,29 @@ class Speech(Iterator[Pcm]):
         except queue.Empty:
             self.close()
             raise TtsError(f"no audio for {CHUNK_TIMEOUT_S:.0f} s: synthesis is stuck") from None
+        if item is _DONE:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        assert isinstance(item, Pcm)
+        return item
+
+    def poll(self, timeout: float) -> Pcm | None:
+        """The next chunk, or None when none is ready within ``timeout`` (so that a reader can
+        look at its own stop flag meanwhile); StopIteration at the end, as ``next``."""
+        if self._finished:
+            raise StopIteration
+        try:
+            item = self._job.chunks.get(timeout=timeout)
+        except queue.Empty:
+            if time.monotonic() - self._progress > CHUNK_TIMEOUT_S:
+                self.close()
+                stuck = f"no audio for {CHUNK_TIMEOUT_S:.0f} s: synthesis is stuck"
+                raise TtsError(stuck) from None
+            return None
+        self._progress = time.monotonic()
         if item is _DONE:
             self._finished = True
             raise StopIteration

@@ -244,3 +244,95 @@ def test_a_relayed_stream_survives_a_cut_and_gives_way_to_an_announcement(
     # The announcement's audio sits between relay audio: speech is not the station's pure tone.
     assert rms(pcm[mark:spoken_end]) > 300
     assert events.ended[-1][1] == "completed"
+
+
+def test_a_stop_right_after_play_is_not_lost(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, espeak_tts, events)
+    try:
+        speaker.play(PlayItem(announcement(TEXT * 3), "speaker", "long", "rotation"))
+        speaker.stop()  # before the speaker thread has even picked it up
+        assert events.done.wait(10)
+    finally:
+        speaker.close()
+    assert events.ended == [("long", "interrupted", "")]
+    assert len(wav_pcm(capture)) < RATE * 2 // 2  # less than half a second went out
+
+
+def test_a_stream_announcement_whose_stream_is_dead_ends(tmp_path: Path, espeak_tts: Tts) -> None:
+    from player.vlcaudio import AudioEngine
+
+    dead = Bulletin.model_validate(
+        {
+            "id": "tiep-song",
+            "title": "Tiếp sóng",
+            "speaker": {"kind": "stream", "url": "http://127.0.0.1:9/live", "chime": False},
+        }
+    )
+    events = Events()
+    speaker, _ = speaker_on_file(
+        tmp_path, espeak_tts, events, decoder=AudioEngine, stream_give_up_s=2.0
+    )
+    try:
+        speaker.play(PlayItem(dead, "speaker", "dead", "rotation"))
+        assert events.done.wait(20), "a dead stream held the loudspeakers"
+    finally:
+        speaker.close()
+    assert events.ended[0][0] == "dead"
+
+
+def test_a_synchronized_start_has_the_speech_ready_after_the_chime(tmp_path: Path) -> None:
+    """The voice (not warmed: loading it takes about a second) is ready before play_at."""
+    voice = speaking_vietnamese(tmp_path / "voices")
+    tts = Tts({"vi-north": voice}, "vi-north", None, lambda c, d: None)
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, tts, events, volume=100)
+    start_at = datetime.now(UTC) + timedelta(seconds=6)
+    try:
+        play(speaker, events, announcement("Xin chào bà con.", chime_on=True), start_at=start_at)
+    finally:
+        speaker.close()
+    _, error_ms = events.started_at["k1"]
+    assert error_ms is not None and abs(error_ms) < 50, error_ms
+    pcm = wav_pcm(capture)
+    ring = chime()
+    assert pcm[: len(ring)] == ring
+    # The voice follows the chime at once: Piper's own leading silence, not a synthesis.
+    samples = np.frombuffer(pcm[len(ring) :], dtype="<i2")
+    onset = int(np.argmax(np.abs(samples) > 1000))
+    assert onset / RATE < 0.4, f"{onset / RATE:.2f} s between the chime and the voice"
+
+
+def test_the_volume_scales_what_the_loudspeakers_play(tmp_path: Path) -> None:
+    levels = {}
+    for volume in (100, 40):
+        events = Events()
+        folder = tmp_path / str(volume)
+        folder.mkdir()
+        tts = Tts({}, "vi-north", None, lambda code, detail: None)  # espeak-ng: the same audio
+        speaker, capture = speaker_on_file(folder, tts, events, volume=volume)
+        try:
+            play(speaker, events, announcement("Một, hai, ba."))
+        finally:
+            speaker.close()
+        levels[volume] = rms(wav_pcm(capture))
+    assert levels[40] / levels[100] == pytest.approx(0.16, rel=0.05)
+
+
+def test_forcing_the_amplifier_back_to_auto_while_sound_plays_switches_it_on() -> None:
+    switched: list[bool] = []
+
+    class Relay:
+        def set(self, on: bool) -> None:
+            switched.append(on)
+
+        def close(self) -> None:
+            pass
+
+    amplifier = Amplifier(Relay(), warmup_s=0.0, hold_s=10.0)
+    amplifier.acquire()  # a relay is playing
+    amplifier.set_mode("off")
+    amplifier.set_mode("auto")
+    assert switched == [True, False, True]
+    amplifier.release()
+    amplifier.close()

@@ -100,16 +100,28 @@ def test_say_and_volume_through_the_running_agent(
 ) -> None:
     device, _ = street[0]
     args = ("--config", str(device.config))
-    out = agent_cli("volume", "40", *args)
-    assert out.returncode == 0, out.stderr
-    status = json.loads(agent_cli("status", "--json", *args).stdout)
-    assert status["volume"] == 40
-    out = agent_cli("say", "Thử loa, một hai ba.", *args)
-    assert out.returncode == 0, out.stderr
     capture = capture_of(device)
-    wait_for(lambda: capture.exists() and len(wav_pcm(capture)) > 22050, 20, "the speech")
-    time.sleep(1.0)
-    assert rms(wav_pcm(capture)) > 100
+
+    def say_at(volume: int) -> bytes:
+        out = agent_cli("volume", str(volume), *args)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(agent_cli("status", "--json", *args).stdout)["volume"] == volume
+        before = len(wav_pcm(capture)) if capture.exists() else 0
+        out = agent_cli("say", "Thử loa, một hai ba.", *args)
+        assert out.returncode == 0, out.stderr
+
+        def settled() -> int | None:
+            size = len(wav_pcm(capture)) if capture.exists() else 0
+            time.sleep(0.5)
+            grown = len(wav_pcm(capture))
+            return grown if grown == size > before + 22050 else None
+
+        wait_for(settled, 20, "the speech to end")
+        return wav_pcm(capture)[before:]
+
+    loud, quiet = say_at(100), say_at(40)
+    assert rms(loud) > 1000
+    assert rms(quiet) / rms(loud) == pytest.approx(0.16, rel=0.1)
 
 
 def test_say_without_a_running_agent(

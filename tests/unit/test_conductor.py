@@ -22,7 +22,7 @@ from agent.conductor import Conductor
 from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import Channel, Outcome
+from agent.protocol import Channel, Outcome, format_time
 from agent.stage import Stage
 from agent.store import Store
 from player.base import PlayItem
@@ -523,3 +523,57 @@ def test_an_unreadable_saved_override_does_not_stop_the_boot(tmp_path: Path, sto
     )
     show = make_show(tmp_path, store)
     assert show.conductor.stage.world.emergencies == ()
+
+
+def _synchronized(show: Show, seconds_ahead: float, doc_id: str = "sync-0001") -> datetime:
+    play_at = show.rig.clock() + timedelta(seconds=seconds_ahead)
+    body = {"bulletin": spoken("cung-luc"), "play_at": format_time(play_at)}
+    show.command("play.now", body, doc_id)
+    return play_at
+
+
+def test_a_synchronized_play_now_goes_to_the_speaker_early_and_is_logged_when_it_sounds(
+    show: Show,
+) -> None:
+    play_at = _synchronized(show, 30)
+    assert show.speaker.played == []  # not yet: 30 s ahead, prepared 10 s ahead
+    assert show.wakes[-1] == play_at - timedelta(seconds=10)
+    show.at(21)
+    [item] = show.speaker.played
+    assert (item.start_at, item.key) == (play_at, "sync-0001#1")
+    assert show.rig.store.open_plays() == []  # recorded when it sounds, not when handed over
+    show.rig.clock.advance(9)
+    show.conductor.stage.started("speaker", item.key, 3)
+    [play] = show.rig.store.open_plays()
+    assert play.bulletin == "cung-luc"
+    show.speaker_done()
+    show.conductor.close()
+    [(_, payload)] = show.rig.outbox("/playlog")
+    [entry] = json.loads(payload)["entries"]
+    assert (entry["outcome"], entry["start_error_ms"]) == ("completed", 3)
+
+
+def test_a_restart_while_it_waits_for_its_time_hands_it_over_again(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    play_at = _synchronized(show, 5)
+    [item] = show.speaker.played
+    assert item.start_at == play_at
+    show.conductor.close()  # the agent stops before play_at: nothing sounded, nothing logged
+    assert show.rig.outbox("/playlog") == []
+    again = make_show(tmp_path, store)
+    again.rig.clock.now = show.rig.clock()
+    again.conductor.reconcile()
+    [handed] = again.speaker.played
+    assert (handed.start_at, handed.key) == (play_at, "sync-0001#1")
+
+
+def test_a_late_synchronized_start_still_measures_its_error(show: Show) -> None:
+    show.command("play.now", {"bulletin": spoken("dang-noi")}, "busy-0001")
+    assert show.speaker.current is not None  # the loudspeakers are busy …
+    play_at = _synchronized(show, 5)
+    show.at(6)  # … past play_at
+    show.speaker_done()
+    [_, late] = show.speaker.played
+    assert (late.key, late.start_at) == ("sync-0001#1", play_at)  # its lateness is measured

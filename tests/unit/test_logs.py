@@ -159,3 +159,14 @@ def test_tail_survives_bad_bytes(tmp_path: Path) -> None:
     log_path = tmp_path / "agent.log"
     log_path.write_bytes(b"ok\n\xff\xfe broken\n")
     assert tail(log_path, 10, Redactor()) == ["ok", "\ufffd\ufffd broken"]
+
+
+def test_credentials_in_any_url_are_redacted() -> None:
+    redact = Redactor()
+    assert redact("relaying rtsp://admin:S3cret@10.0.0.7:554/live") == (
+        "relaying rtsp://admin:***@10.0.0.7:554/live"
+    )
+    assert redact("stream_gone: https://ward:pw-12@radio.q10.vn/live.mp3") == (
+        "stream_gone: https://ward:***@radio.q10.vn/live.mp3"
+    )
+    assert redact("http://radio.q10.vn:8000/live") == "http://radio.q10.vn:8000/live"
