@@ -239,15 +239,11 @@ class AudioSpeaker:
         outcome: Outcome = "failed"
         detail = ""
         try:
-            wait = self.amplifier.acquire()
+            warm_at = time.monotonic() + self.amplifier.acquire()
             try:
                 intro, first, rest = self._prepare(item, job)
-                if item.start_at is not None:
-                    self._sleep(job, wait)
-                    error_ms: int | None = self._wait_until(job, item.start_at)
-                else:
-                    self._sleep(job, wait)
-                    error_ms = None
+                self._sleep(job, warm_at - time.monotonic())  # what is left of the warm-up
+                error_ms = None if item.start_at is None else self._wait_until(job, item.start_at)
                 self.events.started("speaker", item.key, error_ms)
                 self._write(job, intro)
                 self._write(job, first)
