@@ -612,16 +612,12 @@ class Director:
             if png is None:
                 return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
             return {"ok": True, "png": base64.b64encode(png).decode("ascii")}
-        if req.action == "test-screen" and self.conductor is not None:
+        if req.action in ("test-screen", "screen") and self.conductor is not None:
             screen = self.conductor.stage.screen
             if not isinstance(screen, TechnicianScreen):
                 return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
-            screen.show_test_card(float(req.args.get("seconds", 10)))
-            return {"ok": True, "screen": screen.describe()}
-        if req.action == "screen" and self.conductor is not None:
-            screen = self.conductor.stage.screen
-            if not isinstance(screen, TechnicianScreen):
-                return {"ok": False, "error": "this agent has no screen ([screen] enabled?)"}
+            if req.action == "test-screen":
+                screen.show_test_card(float(req.args.get("seconds", 10)))
             return {"ok": True, "screen": screen.describe()}
         if req.action == "say" and self.conductor is not None:
             stage = self.conductor.stage

@@ -160,7 +160,7 @@ class Speech(Iterator[Pcm]):
     def __init__(self, job: _Job) -> None:
         self._job = job
         self._finished = False
-        self._progress = time.monotonic()
+        self._waiting_since: float | None = None  # since when the reader waits in vain
         weakref.finalize(self, job.cancel.set)
 
     @property
@@ -187,36 +187,29 @@ class Speech(Iterator[Pcm]):
         return self
 
     def __next__(self) -> Pcm:
-        if self._finished:
-            raise StopIteration
-        try:
-            item = self._job.chunks.get(timeout=CHUNK_TIMEOUT_S)
-        except queue.Empty:
-            self.close()
-            raise TtsError(f"no audio for {CHUNK_TIMEOUT_S:.0f} s: synthesis is stuck") from None
-        if item is _DONE:
-            self._finished = True
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._finished = True
-            raise item
-        assert isinstance(item, Pcm)
-        return item
+        while True:
+            pcm = self.poll(1.0)
+            if pcm is not None:
+                return pcm
 
     def poll(self, timeout: float) -> Pcm | None:
         """The next chunk, or None when none is ready within ``timeout`` (so that a reader can
-        look at its own stop flag meanwhile); StopIteration at the end, as ``next``."""
+        look at its own stop flag meanwhile); StopIteration at the end, as ``next``. TtsError
+        when the reader has waited ``CHUNK_TIMEOUT_S`` for a chunk: synthesis is stuck."""
         if self._finished:
             raise StopIteration
         try:
             item = self._job.chunks.get(timeout=timeout)
         except queue.Empty:
-            if time.monotonic() - self._progress > CHUNK_TIMEOUT_S:
+            now = time.monotonic()
+            if self._waiting_since is None:
+                self._waiting_since = now - timeout
+            if now - self._waiting_since >= CHUNK_TIMEOUT_S:
                 self.close()
                 stuck = f"no audio for {CHUNK_TIMEOUT_S:.0f} s: synthesis is stuck"
                 raise TtsError(stuck) from None
             return None
-        self._progress = time.monotonic()
+        self._waiting_since = None
         if item is _DONE:
             self._finished = True
             raise StopIteration

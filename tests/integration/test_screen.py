@@ -93,6 +93,14 @@ def share(pixels: list[bytes], wanted: set[bytes]) -> float:
     return sum(1 for p in pixels if p in wanted) / len(pixels)
 
 
+def media_bulletin(bid: str, title: str, kind: str, sha: str, mime: str) -> Bulletin:
+    """A bulletin showing one cached file (the tests hand its path to the screen)."""
+    media = {"url": f"http://x/{bid}", "sha256": sha, "size": 1, "mime": mime}
+    return Bulletin.model_validate(
+        {"id": bid, "title": title, "screen": {"kind": kind, "media": media}}
+    )
+
+
 def item(bulletin: Bulletin, origin: str = "rotation", **media: Path) -> PlayItem:
     return PlayItem(bulletin, "screen", f"{bulletin.id}|{time.monotonic()}", origin, media)
 
@@ -178,16 +186,7 @@ def test_an_image_is_letterboxed_with_its_aspect_kept(open_screen: Any, tmp_path
     path = tmp_path / "poster.png"
     pygame.image.save(picture, str(path))
     sha = "a" * 64
-    bulletin = Bulletin.model_validate(
-        {
-            "id": "poster",
-            "title": "Áp phích",
-            "screen": {
-                "kind": "image",
-                "media": {"url": "http://x/p.png", "sha256": sha, "size": 1, "mime": "image/png"},
-            },
-        }
-    )
+    bulletin = media_bulletin("poster", "Áp phích", "image", sha, "image/png")
     screen = open_screen()
     screen.show(PlayItem(bulletin, "screen", "poster", "rotation", {sha: path}))
     frame = settled(screen)
@@ -205,16 +204,7 @@ def test_a_broken_image_shows_the_title_and_reports_failed(
     path = tmp_path / "broken.png"
     path.write_bytes(b"not a png at all")
     sha = "b" * 64
-    bulletin = Bulletin.model_validate(
-        {
-            "id": "broken",
-            "title": "Áp phích hỏng",
-            "screen": {
-                "kind": "image",
-                "media": {"url": "http://x/p.png", "sha256": sha, "size": 1, "mime": "image/png"},
-            },
-        }
-    )
+    bulletin = media_bulletin("broken", "Áp phích hỏng", "image", sha, "image/png")
     events = Finished()
     screen = open_screen(events)
     screen.show(PlayItem(bulletin, "screen", "broken", "rotation", {sha: path}))
@@ -304,16 +294,7 @@ def test_a_video_plays_to_its_end_in_the_main_zone(open_screen: Any, tmp_path: P
     path = tmp_path / "clip.avi"
     mjpeg_avi(path, size=(320, 180), fps=10, colors=[(255, 0, 0), (0, 255, 0), (0, 0, 255)])
     sha = "c" * 64
-    bulletin = Bulletin.model_validate(
-        {
-            "id": "clip",
-            "title": "Phim",
-            "screen": {
-                "kind": "video",
-                "media": {"url": "http://x/c.avi", "sha256": sha, "size": 1, "mime": "video/avi"},
-            },
-        }
-    )
+    bulletin = media_bulletin("clip", "Phim", "video", sha, "video/avi")
     events = Finished()
     screen = open_screen(events)
     screen.show(PlayItem(bulletin, "screen", "clip", "rotation", {sha: path}))
