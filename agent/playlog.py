@@ -4,7 +4,7 @@ The path of an entry, each step one SQLite transaction:
 
 1. ``started`` writes the play to ``playlog_open``;
 2. ``ended`` moves it to ``playlog_pending`` as a finished entry (``completed``, ``interrupted``
-   or ``failed``);
+   or ``failed``); ``skipped`` writes a pending entry at once for what never played;
 3. ``flush`` moves up to ``max_entries`` pending entries into one outbox message on
    ``dev/{device}/playlog``; the courier sends it and drops it on the broker's PUBACK.
 
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
 from agent.protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
 from agent.store import OpenPlay, OutboxMessage, Store
@@ -48,10 +48,13 @@ MAX_ENTRIES = 100
 
 
 class Extensions(BaseModel):
-    """The optional fields ``ended`` accepts in ``extra`` (protocol extensions)."""
+    """The optional fields ``ended`` and ``skipped`` accept in ``extra`` (protocol extensions)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     start_error_ms: StrictInt | None = None
+    reason: str | None = None
+    replayed: StrictBool | None = None
+    attempt: StrictInt | None = None
 
 
 def _utc_now() -> datetime:
@@ -90,12 +93,15 @@ class PlaylogRecorder:
     def _now(self) -> str:
         return format_time(self._clock())
 
-    def recover(self) -> int:
+    def recover(self, extra: Mapping[str, Mapping[str, Any]] | None = None) -> int:
         """Record as ``interrupted`` the plays an earlier agent process left open; return how
-        many. Call once at boot, before the network; plays this recorder started are kept."""
+        many. Call once at boot, before the network; plays this recorder started are kept.
+        ``extra`` adds optional fields to the entries of some plays, by token (``replayed``)."""
+        fields = {token: _extensions(values) for token, values in (extra or {}).items()}
 
         def interrupted(play: OpenPlay) -> str:
-            return _entry_json(play, "interrupted", max(play.alive_at, play.started_at))
+            ended_at = max(play.alive_at, play.started_at)
+            return _entry_json(play, "interrupted", ended_at, fields.get(play.id))
 
         left = [p.id for p in self.store.open_plays() if p.id not in self._mine]
         if not left:
@@ -140,10 +146,7 @@ class PlaylogRecorder:
         """
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r}: one of {', '.join(OUTCOMES)}")
-        try:
-            extensions = Extensions.model_validate(dict(extra or {}))
-        except ValidationError as exc:
-            raise ValueError(f"extra: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        extensions = _extensions(extra or {})
         now = self._now()
 
         def finish(play: OpenPlay) -> str:
@@ -156,6 +159,28 @@ class PlaylogRecorder:
             log.warning("playlog: play %s ended but is not open (ended already?)", token)
             return None
         return PlaylogEntry.model_validate_json(written[0])
+
+    def skipped(
+        self,
+        bulletin_id: str,
+        channel: Channel,
+        ref: str | None,
+        reason: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> PlaylogEntry:
+        """Record at once, durably, an announcement or showing that was accepted but will never
+        play, with the ``reason`` (``expired_in_queue``, ``queue_full``, ``late_for_play_at``…).
+        """
+        now = self._clock()
+        at = format_time(now)
+        play = OpenPlay(entry_id(self.device_id, now), bulletin_id, channel, ref, at, at)
+        extensions = _extensions({**(extra or {}), "reason": reason})
+        try:
+            text = _entry_json(play, "skipped", at, extensions)
+        except ValidationError as exc:
+            raise ValueError(f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        self.store.add_playlog_entry(play.id, text)
+        return PlaylogEntry.model_validate_json(text)
 
     def heartbeat(self) -> None:
         """Note that the open plays are still playing (``tick`` does it)."""
@@ -198,6 +223,13 @@ class PlaylogRecorder:
             return None
         payload = Playlog(device=self.device_id, entries=entries).payload()
         return ("playlog", self.topic, payload, 1)
+
+
+def _extensions(extra: Mapping[str, Any]) -> Extensions:
+    try:
+        return Extensions.model_validate(dict(extra))
+    except ValidationError as exc:
+        raise ValueError(f"extra: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
 
 
 def _entry_json(

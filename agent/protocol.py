@@ -425,15 +425,18 @@ class DeviceStatus(BaseModel):
 
 
 Channel = Literal["screen", "speaker"]
-Outcome = Literal["completed", "interrupted", "failed"]
+Outcome = Literal["completed", "interrupted", "failed", "skipped"]
 
 
 class PlaylogEntry(BaseModel):
-    """One finished play of a bulletin on one channel (proof of play).
+    """One finished play of a bulletin on one channel (proof of play), or one that could not be.
 
     Extensions (optional, left out of the JSON when None): ``ref`` names what asked for the
     play (a ``play.now`` or ``emergency.start`` command id, for example); ``start_error_ms`` is
-    how late (positive) or early (negative) a synchronized start began against its ``play_at``.
+    how late (positive) or early (negative) a synchronized start began against its ``play_at``;
+    ``reason`` says why an entry is ``failed`` or ``skipped`` (the outcome of an announcement
+    that never sounded); ``replayed`` says of an ``interrupted`` entry whether it is played
+    again (a later entry of the same ``ref`` and bulletin, with ``attempt`` one higher).
     """
 
     id: str
@@ -444,6 +447,9 @@ class PlaylogEntry(BaseModel):
     outcome: Outcome
     ref: Annotated[str, Field(max_length=128)] | None = None
     start_error_ms: StrictInt | None = None
+    reason: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
+    replayed: StrictBool | None = None
+    attempt: Annotated[StrictInt, Field(ge=2)] | None = None
 
 
 class Playlog(BaseModel):

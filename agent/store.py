@@ -333,6 +333,13 @@ class Store:
                 db.execute("UPDATE playlog_open SET alive_at = MAX(alive_at, ?)", (alive_at,))
         return written
 
+    def add_playlog_entry(self, entry_id: str, entry: str) -> None:
+        """A finished entry written at once (what never played: ``skipped``)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO playlog_pending(id, entry) VALUES (?, ?)", (entry_id, entry)
+            )
+
     def playlog_pending_count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM playlog_pending")[0][0])
 

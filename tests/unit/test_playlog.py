@@ -171,7 +171,7 @@ def test_bad_arguments_are_refused(store: Store, clock: Clock) -> None:
         rec.started("tb-01", "screen", ref="x" * 129)
     token = rec.started("tb-01", "screen")
     with pytest.raises(ValueError, match="outcome"):
-        rec.ended(token, "skipped")  # type: ignore[arg-type]
+        rec.ended(token, "exploded")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_entries"):
         rec.flush(0)
     assert [p.id for p in rec.open_plays()] == [token]
