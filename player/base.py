@@ -21,19 +21,43 @@ class PlayItem:
     bulletin: Bulletin
     channel: Channel
     key: str  # unique per showing / announcement occurrence
-    origin: str  # rotation, scheduled, play_now, emergency
+    origin: str  # rotation, scheduled, play_now, emergency, technician
     media: dict[str, Path] = field(default_factory=dict)  # sha256 -> file in the content cache
     until: datetime | None = None  # screen: when the slot ends, if known
     start_at: datetime | None = None  # speaker: start exactly then (a synchronized play_at)
+    # speaker: ready later than this after ``start_at``, it is not played (skipped, late)
+    start_tolerance_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class PlayStarted:
+    """A player's report: the first sound of ``key`` left (``start_error_ms`` against its
+    ``start_at``, when it had one)."""
+
+    channel: Channel
+    key: str
+    start_error_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class PlayEnded:
+    """A player's report: ``key`` ended. ``reason`` is a short code for ``failed`` and
+    ``skipped`` (``late_for_play_at``, ``media_error``, ``speech_error``, ``playback_error``…)."""
+
+    channel: Channel
+    key: str
+    outcome: Outcome
+    detail: str = ""
+    reason: str | None = None
+    start_error_ms: int | None = None
 
 
 class PlayerEvents(Protocol):
     """Where players report; called from any thread, must not block."""
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None: ...
+    def finished(self, report: PlayEnded) -> None: ...
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
-        """The first sound of ``key`` left; ``start_error_ms`` against its ``start_at``."""
+    def started(self, report: PlayStarted) -> None: ...
 
 
 class ScreenPlayer(Protocol):
@@ -62,6 +86,9 @@ class SpeakerPlayer(Protocol):
 
     def stop(self) -> None:
         """Interrupt what is playing; ``finished`` reports it as interrupted."""
+
+    def prepare(self, item: PlayItem) -> None:
+        """Make ``item`` quick to start later (its speech synthesized ahead), without sound."""
 
     def set_volume(self, percent: int) -> None:
         """The volume of every source, 0–100."""

@@ -11,7 +11,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Literal
 
-from player.base import PlayerEvents, PlayItem
+from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 
 log = logging.getLogger(__name__)
 CHARS_PER_SECOND = 14.0  # a calm announcer's pace in Vietnamese
@@ -82,6 +82,15 @@ class NullSpeaker:
         error_ms = None
         if item.start_at is not None:
             error_ms = round((datetime.now(UTC) - item.start_at).total_seconds() * 1000)
+            tolerance = item.start_tolerance_ms
+            if tolerance is not None and error_ms > tolerance:
+                with self._lock:
+                    if self._current is not item:
+                        return
+                    self._current, self._timer = None, None
+                late = PlayEnded("speaker", item.key, "skipped", "", "late_for_play_at", error_ms)
+                self.events.finished(late)
+                return
         timer = threading.Timer(seconds, self._done, args=(item,))
         timer.daemon = True
         with self._lock:
@@ -89,8 +98,11 @@ class NullSpeaker:
                 return
             self._timer = timer
         log.info("speaker: %s (%s) for %.1f s", item.bulletin.id, item.origin, seconds)
-        self.events.started("speaker", item.key, error_ms)
+        self.events.started(PlayStarted("speaker", item.key, error_ms))
         timer.start()
+
+    def prepare(self, item: PlayItem) -> None:
+        log.debug("speaker: preparing %s", item.key)
 
     def set_volume(self, percent: int) -> None:
         log.info("speaker volume %d%%", percent)
@@ -106,7 +118,7 @@ class NullSpeaker:
             if self._current is not item:
                 return
             self._current, self._timer = None, None
-        self.events.finished("speaker", item.key, "completed", "")
+        self.events.finished(PlayEnded("speaker", item.key, "completed"))
 
     def stop(self) -> None:
         with self._lock:
@@ -115,7 +127,7 @@ class NullSpeaker:
         if timer is not None:
             timer.cancel()
         if item is not None:
-            self.events.finished("speaker", item.key, "interrupted", "")
+            self.events.finished(PlayEnded("speaker", item.key, "interrupted"))
 
     def close(self) -> None:
         with self._lock:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.config import ScreenConfig
-from agent.protocol import Channel, Level, Outcome
+from agent.protocol import Level
 from player import draw
-from player.base import PlayerEvents, PlayItem
+from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.fonts import Typefaces
 from player.layout import Geometry, Profile, Rect, Zones, style_for, zones_for
 from player.power import PowerHook
@@ -110,10 +110,10 @@ class _Scene:
 class _Quiet:
     """Where the screen reports when nobody listens (the technician's test card)."""
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
-        log.info("%s %s: %s %s", channel, key, outcome, detail)
+    def finished(self, report: PlayEnded) -> None:
+        log.info("%s %s: %s %s", report.channel, report.key, report.outcome, report.detail)
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+    def started(self, report: PlayStarted) -> None:
         pass
 
 
@@ -421,7 +421,7 @@ class PygameScreen:
         except (pygame.error, OSError, KeyError, RuntimeError) as exc:
             detail = f"{bulletin.id}: {type(exc).__name__}: {exc}"[:200]
             log.error("screen cannot show %s", detail)
-            self.events.finished("screen", item.key, "failed", detail)
+            self.events.finished(PlayEnded("screen", item.key, "failed", detail, "media_error"))
             # Never a black board: the bulletin's title and text instead.
         body = (screen.text if screen is not None else None) or (
             bulletin.speaker.text if bulletin.speaker is not None else ""
@@ -528,7 +528,9 @@ class PygameScreen:
             clip.stop()
             scene.clip = None
             if item is not None:
-                self.events.finished("screen", item.key, "failed", clip.error[:200])
+                self.events.finished(
+                    PlayEnded("screen", item.key, "failed", clip.error[:200], "media_error")
+                )
                 fallback = draw.text_card(
                     self._faces,
                     self._style,

@@ -8,7 +8,10 @@ an announcement interrupts it and it resumes after.
 
 With ``PlayItem.start_at`` (a ``play_at`` shared by a street's loudspeakers) everything is made
 ready first (amplifier warmed up, first sentence synthesized or file opened) and the first
-sample is written on the clock; the measured start error is reported with ``started``.
+sample is written on the clock; the measured start error is reported with ``started``. One
+that is ready only after ``start_tolerance_ms`` past its time is not played at all (it would
+echo against the street's other loudspeakers): it ends ``skipped``, ``late_for_play_at``.
+``prepare`` synthesizes an announcement's speech ahead (into the TTS cache) while another plays.
 """
 
 from __future__ import annotations
@@ -29,27 +32,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.protocol import Channel, Outcome
+from agent.protocol import Outcome
 from player.amplifier import Amplifier, GpioSwitch, Mode, Switch
-from player.base import PlayItem
+from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.normalize import normalize
 from player.output import RATE, AudioOutput, open_output
 from player.power import PowerHook
-from player.tts import Tts
+from player.tts import Tts, TtsError
 
 log = logging.getLogger(__name__)
 PIECE_S = 0.1  # what is written at once: how quickly a stop is heard
 STREAM_MAX_S = 3600.0  # a bulletin of kind "stream" relays at most this long
 STREAM_GIVE_UP_S = 30.0  # … and ends when its stream has not played for this long
 Chunks = Iterator[bytes]
-
-
-class SpeakerEvents(Protocol):
-    """Where the speaker reports (from its own thread; must not block)."""
-
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None: ...
-
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None: ...
 
 
 class Decoder(Protocol):
@@ -69,6 +64,14 @@ class Decoder(Protocol):
 
 class Interrupted(Exception):
     """``stop`` was called (or the agent is closing)."""
+
+
+class Late(Exception):
+    """A synchronized announcement was ready too late to start with the others."""
+
+    def __init__(self, error_ms: int) -> None:
+        super().__init__(f"ready {error_ms} ms after its play_at")
+        self.error_ms = error_ms
 
 
 def tone(freq: float, seconds: float, level: float = 0.5, fade_s: float = 0.02) -> bytes:
@@ -123,7 +126,7 @@ class AudioSpeaker:
         self,
         output: AudioOutput,
         tts: Tts,
-        events: SpeakerEvents,
+        events: PlayerEvents,
         *,
         decoder: Callable[[], Decoder] | None = None,
         amplifier: Amplifier | None = None,
@@ -171,6 +174,22 @@ class AudioSpeaker:
         with self._lock:
             for job in self._pending:
                 job.stop.set()
+
+    def prepare(self, item: PlayItem) -> None:
+        """Synthesize ``item``'s speech ahead, into the TTS cache, on a thread of its own (so
+        that, handed over later, it is ready at once); files need nothing ahead."""
+        part = item.bulletin.speaker
+        if part is None or part.kind != "tts" or self._closing:
+            return
+
+        def synthesize() -> None:
+            try:
+                for _ in self.tts.synthesize(normalize(part.text or ""), part.voice):
+                    pass
+            except Exception as exc:  # it is tried again when it plays
+                log.warning("speaker: preparing %s failed: %s", item.key, exc)
+
+        threading.Thread(target=synthesize, name="speaker-prepare", daemon=True).start()
 
     def close(self) -> None:
         if self._closing:
@@ -238,32 +257,46 @@ class AudioSpeaker:
         self._job = job
         outcome: Outcome = "failed"
         detail = ""
+        reason: str | None = "playback_error"
+        late_ms: int | None = None
         try:
             warm_at = time.monotonic() + self.amplifier.acquire()
             try:
                 intro, first, rest = self._prepare(item, job)
                 self._sleep(job, warm_at - time.monotonic())  # what is left of the warm-up
-                error_ms = None if item.start_at is None else self._wait_until(job, item.start_at)
-                self.events.started("speaker", item.key, error_ms)
+                error_ms = None
+                if item.start_at is not None:
+                    error_ms = self._wait_until(job, item.start_at, item.start_tolerance_ms)
+                self.events.started(PlayStarted("speaker", item.key, error_ms))
                 self._write(job, intro)
                 self._write(job, first)
                 for chunk in rest:
                     self._write(job, chunk)
-                outcome = "completed"
+                outcome, reason = "completed", None
             finally:
                 self.output.idle()
                 self.amplifier.release()
         except Interrupted:
-            outcome = "interrupted"
+            outcome, reason = "interrupted", None
+        except Late as late:
+            outcome, reason, late_ms, detail = (
+                "skipped",
+                "late_for_play_at",
+                late.error_ms,
+                str(late),
+            )
+            log.warning("speaker: %s not played: %s", item.key, late)
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"[:200]
+            reason = "speech_error" if isinstance(exc, TtsError) else reason
+            reason = "media_error" if isinstance(exc, (KeyError, OSError)) else reason
             log.error("speaker failed on %s: %s", item.bulletin.id, detail)
         finally:
             with self._lock:
                 self._job = None
                 if job in self._pending:
                     self._pending.remove(job)
-            self.events.finished("speaker", item.key, outcome, detail)
+            self.events.finished(PlayEnded("speaker", item.key, outcome, detail, reason, late_ms))
 
     def _prepare(self, item: PlayItem, job: _Job) -> tuple[bytes, bytes, Chunks]:
         """The chime, the content's first chunk and the rest: ready before the first sound.
@@ -362,10 +395,14 @@ class AudioSpeaker:
         if seconds > 0 and job.stop.wait(seconds):
             raise Interrupted
 
-    def _wait_until(self, job: _Job, start_at: datetime) -> int:
+    def _wait_until(self, job: _Job, start_at: datetime, tolerance_ms: int | None) -> int:
         """Sleep until the sound leaving the output reaches the loudspeakers at ``start_at``
-        (wall clock, read often); return how late (ms) it did."""
+        (wall clock, read often); return how late (ms) it did. Raises Late when it is already
+        later than ``tolerance_ms``."""
         latency = timedelta(seconds=self.output.latency_s)
+        late_ms = round((self.clock() + latency - start_at).total_seconds() * 1000)
+        if tolerance_ms is not None and late_ms > tolerance_ms:
+            raise Late(late_ms)
         write_at = start_at - latency
         while (left := (write_at - self.clock()).total_seconds()) > 0:
             # The last two milliseconds are spun: no sleep is that precise.
@@ -419,7 +456,7 @@ class AudioSpeaker:
 
 def build_speaker(
     config: AgentConfig,
-    events: SpeakerEvents,
+    events: PlayerEvents,
     report: Callable[[str, str, str], None],
     volume: int,
 ) -> AudioSpeaker:

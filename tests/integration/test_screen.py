@@ -12,9 +12,9 @@ import pygame
 import pytest
 
 from agent.config import ScreenConfig
-from agent.protocol import Bulletin, Channel, Outcome
+from agent.protocol import Bulletin
 from player import draw
-from player.base import PlayItem
+from player.base import PlayEnded, PlayItem, PlayStarted
 from player.fonts import Typefaces
 from player.layout import Profile, style_for
 from player.screen import PygameScreen, ScreenSettings
@@ -45,10 +45,10 @@ class Finished:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str]] = []
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
-        self.calls.append((channel, key, outcome, detail))
+    def finished(self, report: PlayEnded) -> None:
+        self.calls.append((report.channel, report.key, report.outcome, report.detail))
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
+    def started(self, report: PlayStarted) -> None:
         pass
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.protocol import Bulletin, Channel, Outcome
+from agent.protocol import Bulletin, Outcome
 from player.amplifier import Amplifier
-from player.base import PlayItem
+from player.base import PlayEnded, PlayItem, PlayStarted
 from player.output import RATE, FileOutput, NullOutput
 from player.power import PowerHook
 from player.speaker import AudioSpeaker, chime, gain, rms, wav_pcm
@@ -34,15 +34,17 @@ TEXT = "Ủy ban nhân dân phường thông báo: ngày 08/9 cắt điện từ
 class Events:
     def __init__(self) -> None:
         self.ended: list[tuple[str, Outcome, str]] = []
+        self.reports: list[PlayEnded] = []
         self.started_at: dict[str, tuple[float, int | None]] = {}
         self.done = threading.Event()
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
-        self.ended.append((key, outcome, detail))
+    def finished(self, report: PlayEnded) -> None:
+        self.ended.append((report.key, report.outcome, report.detail))
+        self.reports.append(report)
         self.done.set()
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
-        self.started_at[key] = (time.monotonic(), start_error_ms)
+    def started(self, report: PlayStarted) -> None:
+        self.started_at[report.key] = (time.monotonic(), report.start_error_ms)
 
 
 def announcement(text: str = TEXT, chime_on: bool = False, voice: str | None = None) -> Bulletin:
