@@ -16,14 +16,21 @@ The rules, where PROTOCOL.md leaves a choice:
   have that part (a speaker-only emergency still takes the screen if none has a screen part).
   Only the speaker winner's announcement is queued: its latest occurrence (``started_at``, then
   every ``repeat_every_s``), within grace, never a backlog.
-- Screen, by precedence: emergency, then ``play.now`` (level, source, latest issued), then a
-  scheduled occurrence's screen part from its due time for its duration (level, source, latest
-  due), then the rotation. While one of the first three shows, the rotation's cursor is paused
-  where the rotation was when it began. Command bulletins ignore their validity windows.
+- Screen, by precedence: emergency, then the ``play.now`` screen parts and scheduled occurrences'
+  screen parts, then the rotation. Among the middle two the highest level shows; at an equal
+  level the one already showing (``World.showing``) keeps the screen and the others wait their
+  turn (source, then the earliest start). A ``play.now`` shows for ``duration_ms`` × ``repeat``
+  in all (``World.shown`` counts what it has shown, so an interrupted one resumes with the rest);
+  it must first show within grace of its ``play_at`` and never after its command expires. A
+  scheduled part shows from its due time for its duration (its window does not move). While any
+  of them shows, the rotation's cursor is paused where the rotation was when it began. Command
+  bulletins ignore their validity windows.
 - Announcements: each scheduled bulletin's latest occurrence (local wall time in ``world.tz``,
   ISO weekday of the local date) if within grace; each ``play.now`` with a speaker part,
   ``repeat`` times; each unscheduled speaker part once, due at max(``went_live_at``,
-  ``valid_from``). Ordered by level, source, due time, program order.
+  ``valid_from``). Ordered by level, source, due time, program order. While an emergency is in
+  force, only its announcement is in the queue; the others due are reported as ``held`` (the
+  stage keeps them waiting, and reports what cannot wait any longer).
 - A wall time skipped by a clock change happens at the jump; a repeated one, the first time.
   Screen hours switch at those instants, so a night when clocks go back switches only once.
 """
@@ -31,7 +38,7 @@ The rules, where PROTOCOL.md leaves a choice:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -75,6 +82,8 @@ class PlayNow:
     issued_at: datetime
     play_at: datetime
     repeat: int = 1
+    expires_at: datetime | None = None  # the command's own expiry
+    synchronized: bool = False  # it came with a ``play_at``
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,14 @@ class World:
     emergencies: tuple[Emergency, ...] = ()
     play_now: tuple[PlayNow, ...] = ()
     went_live_at: datetime | None = None  # when the current merged programs went live
-    played: frozenset[str] = frozenset()  # announcement keys already played (or given up)
+    played: frozenset[str] = frozenset()  # announcement keys already taken in by the stage
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Ho_Chi_Minh"))
     grace_s: int = 600  # how late a scheduled announcement may still start
+    # The screen's turn: ms each play.now has shown so far (its total once it is finished or
+    # given up), and the screen slot showing now with the instant it began.
+    shown: Mapping[str, int] = field(default_factory=dict)
+    showing: str | None = None  # a play.now id, or a scheduled occurrence's key
+    showing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,7 @@ class ScreenSlot:
     origin: Origin
     ref: str  # program topic, or the command id of a play.now / emergency
     until: datetime | None  # when it ends, if known
+    key: str = ""  # play.now id or scheduled occurrence key (``World.showing``)
 
 
 @dataclass(frozen=True)
@@ -118,7 +133,11 @@ class Announcement:
     origin: Origin
     ref: str
     due: datetime
-    key: str  # unique per occurrence: what goes into ``World.played`` once played
+    key: str  # unique per occurrence: what goes into ``World.played`` once taken in
+    rank: int = 0
+    order: int = 0
+    seq: int = 0
+    expires: datetime | None = None  # its own end: the command's expiry, or ``valid_until``
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,8 @@ class Decision:
     speaker_queue: tuple[Announcement, ...]  # due now, first = to play next
     cursor: Cursor
     next_change: datetime | None
+    held: tuple[Announcement, ...] = ()  # due, but held back by an emergency in force
+    emergency: bool = False  # an emergency is in force
 
 
 # --------------------------------------------------------------------------- decide
@@ -157,9 +178,11 @@ def decide(world: World, cursor: Cursor, now: datetime) -> Decision:
     valid = [e for e in entries if is_valid(e.bulletin, now)]
 
     alerts = _alerts(world, valid, now, changes)
-    play_slot, play_queue = _play_now(world, now, grace, changes)
-    sched_slot, sched_queue = _scheduled(world, valid, now, grace, changes)
+    play_slots, play_queue = _play_now(world, now, grace, changes)
+    sched_slots, sched_queue = _scheduled(world, valid, now, grace, changes)
     live_queue = _live(world, valid, now, grace, changes)
+    others = [*play_queue, *sched_queue, *live_queue]
+    held: list[_Due] = []
 
     if alerts:
         screen_alert = next((a for a in alerts if a.bulletin.screen is not None), alerts[0])
@@ -171,12 +194,14 @@ def decide(world: World, cursor: Cursor, now: datetime) -> Decision:
         )
         speaker_alert = next((a for a in alerts if a.bulletin.speaker is not None), None)
         queue = _alert_queue(speaker_alert, now, grace, world.played, changes)
+        held = others
     else:
-        preempt = play_slot or sched_slot
-        queue = [*play_queue, *sched_queue, *live_queue]
+        preempt = _screen_turn(world, [*play_slots, *sched_slots])
+        queue = others
 
     queue.sort(key=lambda d: d.order)
-    changes.extend(d.announcement.due + grace for d in queue)
+    held.sort(key=lambda d: d.order)
+    changes.extend(d.announcement.due + grace for d in (*queue, *held))
 
     rotation = _rotation_items(valid)
     if preempt is not None:
@@ -199,6 +224,8 @@ def decide(world: World, cursor: Cursor, now: datetime) -> Decision:
         speaker_queue=tuple(d.announcement for d in queue),
         cursor=new_cursor,
         next_change=min(later, default=None),
+        held=tuple(d.announcement for d in held),
+        emergency=bool(alerts),
     )
 
 
@@ -235,11 +262,23 @@ def _due(
     rank: int,
     order: int,
     seq: int = 0,
+    expires: datetime | None = None,
 ) -> _Due:
     return _Due(
-        Announcement(bulletin, origin, ref, due, key),
+        Announcement(bulletin, origin, ref, due, key, rank, order, seq, expires),
         (-LEVEL_RANK[bulletin.level], rank, due, order, seq),
     )
+
+
+@dataclass(frozen=True)
+class _ScreenTurn:
+    """A ``play.now`` or scheduled screen part that wants the screen now."""
+
+    slot: ScreenSlot
+    level: int
+    rank: int
+    start: datetime  # its play_at or due time: who came first waits least
+    preempted_at: datetime  # where the rotation is paused from
 
 
 def _iso(moment: datetime) -> str:
@@ -368,18 +407,48 @@ def _alert_queue(
             changes.append(following)
     key = f"{alert.key_id}@{_iso(due)}"
     if due <= now < due + grace and key not in played:
-        return [_due(alert.bulletin, "emergency", alert.ref, due, key, alert.rank, -1)]
+        return [
+            _due(
+                alert.bulletin,
+                "emergency",
+                alert.ref,
+                due,
+                key,
+                alert.rank,
+                -1,
+                0,
+                alert.expires_at,
+            )
+        ]
     return []
 
 
 # --------------------------------------------------------------------------- play.now
 
 
+def play_now_remaining(item: PlayNow, world: World, now: datetime) -> timedelta:
+    """How much of a ``play.now``'s screen time is left to show (zero: finished or given up)."""
+    total = _duration(item.bulletin) * max(1, item.repeat)
+    shown = _MS * world.shown.get(item.id, 0)
+    if world.showing == item.id and world.showing_since is not None:
+        shown += max(_ZERO, now - world.showing_since)
+    return max(_ZERO, total - shown)
+
+
+def play_now_screen_open(item: PlayNow, world: World, now: datetime, grace: timedelta) -> bool:
+    """Whether a ``play.now``'s screen part may still take the screen: it must first show
+    within grace of its ``play_at``, and never after its command expires."""
+    if item.expires_at is not None and now >= item.expires_at:
+        return False
+    started = item.id in world.shown or world.showing == item.id
+    return started or now < item.play_at + grace
+
+
 def _play_now(
     world: World, now: datetime, grace: timedelta, changes: list[datetime]
-) -> tuple[tuple[ScreenSlot, datetime] | None, list[_Due]]:
-    """The ``play.now`` screen slot showing at ``now`` (if any) and its due announcements."""
-    showing: list[tuple[tuple[int, int, float, str], ScreenSlot, datetime]] = []
+) -> tuple[list[_ScreenTurn], list[_Due]]:
+    """The ``play.now`` screen parts that want the screen, and the due announcements."""
+    turns: list[_ScreenTurn] = []
     queue: list[_Due] = []
     for item in world.play_now:
         bulletin = item.bulletin
@@ -387,28 +456,53 @@ def _play_now(
             changes.append(item.play_at)
             continue
         if bulletin.screen is not None:
-            end = item.play_at + _duration(bulletin) * max(1, item.repeat)
-            if now < end:
-                changes.append(end)
-                rank = (
-                    -LEVEL_RANK[bulletin.level],
-                    item.rank,
-                    -item.issued_at.timestamp(),
-                    item.id,
+            left = play_now_remaining(item, world, now)
+            if left > _ZERO and play_now_screen_open(item, world, now, grace):
+                showing = world.showing == item.id and world.showing_since is not None
+                since = world.showing_since if showing and world.showing_since else now
+                end = since + play_now_remaining(item, world, since)
+                changes.append(end if showing else now + left)
+                if item.id not in world.shown and not showing:
+                    changes.append(item.play_at + grace)
+                if item.expires_at is not None:
+                    changes.append(item.expires_at)
+                slot = ScreenSlot(bulletin, "play_now", item.id, end, item.id)
+                start = item.play_at if item.id not in world.shown else since
+                turns.append(
+                    _ScreenTurn(slot, LEVEL_RANK[bulletin.level], item.rank, item.play_at, start)
                 )
-                slot = ScreenSlot(bulletin, "play_now", item.id, end)
-                showing.append((rank, slot, item.play_at))
         if bulletin.speaker is not None and now < item.play_at + grace:
             for seq in range(1, max(1, item.repeat) + 1):
                 key = f"{item.id}#{seq}"
                 if key not in world.played:
                     queue.append(
-                        _due(bulletin, "play_now", item.id, item.play_at, key, item.rank, -1, seq)
+                        _due(
+                            bulletin,
+                            "play_now",
+                            item.id,
+                            item.play_at,
+                            key,
+                            item.rank,
+                            -1,
+                            seq,
+                            item.expires_at,
+                        )
                     )
-    if not showing:
-        return None, queue
-    _, slot, start = min(showing, key=lambda s: s[0])
-    return (slot, start), queue
+    return turns, queue
+
+
+def _screen_turn(
+    world: World, turns: list[_ScreenTurn]
+) -> tuple[ScreenSlot, datetime | None] | None:
+    """Whose turn it is on the screen: the highest level; at an equal level, the one showing
+    keeps it, and the others wait by source, then by who came first."""
+    if not turns:
+        return None
+    top = max(t.level for t in turns)
+    best = [t for t in turns if t.level == top]
+    holder = next((t for t in best if t.slot.key == world.showing), None)
+    chosen = holder or min(best, key=lambda t: (t.rank, t.start, t.slot.key))
+    return chosen.slot, chosen.preempted_at
 
 
 # --------------------------------------------------------------------------- schedules
@@ -443,9 +537,9 @@ def _occurrences(
 
 def _scheduled(
     world: World, valid: list[Entry], now: datetime, grace: timedelta, changes: list[datetime]
-) -> tuple[tuple[ScreenSlot, datetime] | None, list[_Due]]:
+) -> tuple[list[_ScreenTurn], list[_Due]]:
     """Scheduled bulletins: the latest occurrence of each, on screen and speaker while due."""
-    showing: list[tuple[tuple[int, int, float, int], ScreenSlot, datetime]] = []
+    turns: list[_ScreenTurn] = []
     queue: list[_Due] = []
     for entry in valid:
         bulletin = entry.bulletin
@@ -459,19 +553,28 @@ def _scheduled(
         if not past:
             continue
         due = past[-1]
+        key = f"{bulletin.id}@{_iso(due)}"
+        _, valid_until = _bounds(bulletin)
         if bulletin.screen is not None and now < due + length:
-            _, valid_until = _bounds(bulletin)
             end = due + length if valid_until is None else min(due + length, valid_until)
             changes.append(end)
-            rank = (-LEVEL_RANK[bulletin.level], entry.rank, -due.timestamp(), entry.order)
-            showing.append((rank, ScreenSlot(bulletin, "scheduled", entry.ref, end), due))
-        key = f"{bulletin.id}@{_iso(due)}"
+            slot = ScreenSlot(bulletin, "scheduled", entry.ref, end, key)
+            turns.append(_ScreenTurn(slot, LEVEL_RANK[bulletin.level], entry.rank, due, due))
         if bulletin.speaker is not None and now < due + grace and key not in world.played:
-            queue.append(_due(bulletin, "scheduled", entry.ref, due, key, entry.rank, entry.order))
-    if not showing:
-        return None, queue
-    _, slot, start = min(showing, key=lambda s: s[0])
-    return (slot, start), queue
+            queue.append(
+                _due(
+                    bulletin,
+                    "scheduled",
+                    entry.ref,
+                    due,
+                    key,
+                    entry.rank,
+                    entry.order,
+                    0,
+                    valid_until,
+                )
+            )
+    return turns, queue
 
 
 def _live(
@@ -496,7 +599,20 @@ def _live(
         if due > now:
             changes.append(due)
         if due <= now < due + grace and key not in world.played:
-            queue.append(_due(bulletin, "rotation", entry.ref, due, key, entry.rank, entry.order))
+            _, valid_until = _bounds(bulletin)
+            queue.append(
+                _due(
+                    bulletin,
+                    "rotation",
+                    entry.ref,
+                    due,
+                    key,
+                    entry.rank,
+                    entry.order,
+                    0,
+                    valid_until,
+                )
+            )
     return queue
 
 

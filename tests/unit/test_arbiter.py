@@ -691,7 +691,12 @@ EMERGENCY = [
 PLAY_NOW = [
     row(
         "play.now now, twice: slot for both showings, two announcements",
-        world=World(entries=ROT, play_now=(play_now("pn-00000001", at(-2), repeat=2),)),
+        world=World(
+            entries=ROT,
+            play_now=(play_now("pn-00000001", at(-2), repeat=2),),
+            showing="pn-00000001",
+            showing_since=at(-2),
+        ),
         cursor=Cursor("a", 10000, at(-4)),
         now=NOW,
         screen="b-pn-00000001",
@@ -725,7 +730,11 @@ PLAY_NOW = [
     ),
     row(
         "after its screen slot, the rotation resumes; the speaker part is still due",
-        world=World(entries=ROT, play_now=(play_now("pn-00000001", at(-60), repeat=2),)),
+        world=World(
+            entries=ROT,
+            play_now=(play_now("pn-00000001", at(-60), repeat=2),),
+            shown={"pn-00000001": 20000},
+        ),
         cursor=Cursor("a", 6000, None),
         now=NOW,
         screen="a",
@@ -738,6 +747,7 @@ PLAY_NOW = [
         world=World(
             play_now=(play_now("pn-00000001", at(-60), repeat=2),),
             played=frozenset({"pn-00000001#1"}),
+            shown={"pn-00000001": 20000},
         ),
         cursor=Cursor(),
         now=NOW,
@@ -762,7 +772,9 @@ PLAY_NOW = [
             play_now=(
                 play_now("pn-normal-0", at(-1), rank=0),
                 play_now("pn-prio-3", at(-2), level="priority", rank=3),
-            )
+            ),
+            showing="pn-prio-3",
+            showing_since=at(-2),
         ),
         cursor=Cursor(),
         now=NOW,
@@ -772,7 +784,7 @@ PLAY_NOW = [
         next_change=at(8),
     ),
     row(
-        "several play.now, same level: the device's first",
+        "several play.now, same level, none showing yet: the device's first, from now",
         world=World(
             play_now=(play_now("pn-ward-1", at(-1), rank=1), play_now("pn-dev-0", at(-2), rank=0))
         ),
@@ -781,10 +793,11 @@ PLAY_NOW = [
         screen="b-pn-dev-0",
         origin="play_now",
         queue=("pn-dev-0#1", "pn-ward-1#1"),
-        next_change=at(8),
+        next_change=at(10),
+        until=at(10),
     ),
     row(
-        "several play.now, same level and source: the latest issued",
+        "several play.now, same level and source: the first to start, whoever was issued last",
         world=World(
             play_now=(
                 play_now("pn-older1", at(-1), rank=1, issued=at(-100)),
@@ -796,10 +809,10 @@ PLAY_NOW = [
         screen="b-pn-newer1",
         origin="play_now",
         queue=("pn-newer1#1", "pn-older1#1"),  # queue: due ascending
-        next_change=at(8),
+        next_change=at(10),
     ),
     row(
-        "play.now preempts a scheduled screen",
+        "a play.now that came first keeps a scheduled screen part of its level waiting",
         world=World(
             entries=entries(bulletin("s", times=["10:00"], screen_ms=60000)),
             play_now=(play_now("pn-00000001", at(-1), speaker=False),),
@@ -809,7 +822,107 @@ PLAY_NOW = [
         screen="b-pn-00000001",
         origin="play_now",
         queue=(),
+        next_change=at(10),
+    ),
+    row(
+        "the play.now showing keeps the screen against one of its level that came later",
+        world=World(
+            play_now=(play_now("pn-first-1", at(-4)), play_now("pn-later-1", at(-1), rank=0)),
+            showing="pn-first-1",
+            showing_since=at(-4),
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen="b-pn-first-1",
+        origin="play_now",
+        queue=("pn-first-1#1", "pn-later-1#1"),
+        next_change=at(6),
+        until=at(6),
+    ),
+    row(
+        "a priority play.now interrupts the normal one showing",
+        world=World(
+            play_now=(
+                play_now("pn-normal-1", at(-4)),
+                play_now("pn-prio-01", at(0), level="priority", speaker=False),
+            ),
+            showing="pn-normal-1",
+            showing_since=at(-4),
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen="b-pn-prio-01",
+        origin="play_now",
+        queue=("pn-normal-1#1",),
+        next_change=at(6),  # (the normal one's end, were it still showing)
+        until=at(10),
+    ),
+    row(
+        "an interrupted play.now resumes with the rest of its time",
+        world=World(
+            play_now=(play_now("pn-normal-1", at(-30), speaker=False),),
+            shown={"pn-normal-1": 4000},
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen="b-pn-normal-1",
+        origin="play_now",
+        queue=(),
+        next_change=at(6),
+        until=at(6),
+    ),
+    row(
+        "an interrupted play.now resumes even after its first grace",
+        world=World(
+            play_now=(play_now("pn-normal-1", at(-900), speaker=False),),
+            shown={"pn-normal-1": 4000},
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen="b-pn-normal-1",
+        origin="play_now",
+        queue=(),
+        next_change=at(6),
+        until=at(6),
+    ),
+    row(
+        "a play.now that never got the screen within grace of its play_at no longer takes it",
+        world=World(play_now=(play_now("pn-waited-1", at(-600), speaker=False),)),
+        cursor=Cursor(),
+        now=NOW,
+        screen=None,
+        origin=None,
+        queue=(),
+        next_change=None,
+    ),
+    row(
+        "a play.now never shows after its command expired",
+        world=World(
+            play_now=(replace(play_now("pn-expired", at(-5), speaker=False), expires_at=at(-1)),),
+            shown={"pn-expired": 2000},
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen=None,
+        origin=None,
+        queue=(),
+        next_change=None,
+    ),
+    row(
+        "a priority scheduled screen part interrupts a normal play.now",
+        world=World(
+            entries=entries(bulletin("s", "priority", times=["10:00"], screen_ms=60000)),
+            play_now=(play_now("pn-00000001", at(-1), speaker=False),),
+            showing="pn-00000001",
+            showing_since=at(-1),
+        ),
+        cursor=Cursor(),
+        now=NOW,
+        screen="s",
+        origin="scheduled",
+        queue=(),
         next_change=at(9),
+        until=at(60),
     ),
 ]
 
@@ -1593,7 +1706,11 @@ def test_decide_properties(scene: tuple[World, Cursor, datetime], fraction: floa
     assert len(keys) == len(set(keys))
     assert all(a.due <= now and a.key not in world.played for a in d.speaker_queue)
 
-    # The same answer again, with the cursor it returned, until the next change.
+    # The same answer again, with the cursor it returned and the screen's turn recorded as the
+    # stage records it, until the next change.
+    if d.screen is not None and d.screen.key and world.showing != d.screen.key:
+        world = replace(world, showing=d.screen.key, showing_since=now)
+        d = decide(world, cursor, now)
     assert decide(world, d.cursor, now) == d
     horizon = d.next_change or now + timedelta(days=2)
     for later in (now + (horizon - now) * fraction, horizon - timedelta(microseconds=1)):
