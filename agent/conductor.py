@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from agent.cache import ContentCache
 from agent.fetcher import ContentJob, ContentResult, Jobs
@@ -20,6 +20,7 @@ from agent.programs import Program, Ranks, bulletin_media, media_of, merge, pars
 from agent.protocol import Ack, Envelope, ProgramBody, Status
 from agent.stage import Stage
 from agent.store import ProgramRow, Store
+from player.base import PlayEnded
 
 log = logging.getLogger(__name__)
 RETRY_RECONCILE = timedelta(seconds=5)
@@ -67,13 +68,12 @@ class Conductor:
     def boot(self) -> None:
         """Play from the cache: live programs and overrides as they were, before any network."""
         now = self.clock()
-        self.recorder.recover()
         for row in self.store.programs("live"):
             program = parse(row, self.ranks.of_program(row.topic))
             if program is not None:
                 self.live[row.topic] = program
         self.stage.set_programs(merge(self.live.values()))
-        self.stage.restore_overrides(now)
+        self.stage.restore(now)
         for row in self.store.programs("pending"):
             program = parse(row, self.ranks.of_program(row.topic))
             if program is not None:
@@ -294,8 +294,8 @@ class Conductor:
 
     # ------------------------------------------------------------------ playing
 
-    def on_player(self, payload: tuple[Any, str, Any, str]) -> None:
-        self.stage.finished(*payload)
+    def on_player(self, report: PlayEnded) -> None:
+        self.stage.finished(report)
         self.reconcile()
 
     def reconcile(self) -> None:

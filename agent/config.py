@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.protocol import IDENT_RE
+from agent.protocol import IDENT_RE, Level
 
 DEFAULT_CONFIG_PATH = Path("/etc/ttcs/agent.toml")
 
@@ -223,6 +223,17 @@ class SpeakerConfig(_Section):
     amplifier_hold_s: StrictFloat = Field(default=30.0, ge=0, le=3600)
     # How early a synchronized announcement (play_at) is made ready: synthesis, files, amplifier.
     prepare_s: StrictFloat = Field(default=10.0, ge=1, le=120)
+    # How late a synchronized start may be before it is skipped (late_for_play_at): a street
+    # whose loudspeakers start apart echoes.
+    sync_tolerance_ms: StrictInt = Field(default=200, ge=0, le=10_000)
+    # Interrupted announcements of these levels are played again from the start afterwards.
+    replay_levels: tuple[Level, ...] = (Level.NORMAL, Level.PRIORITY)
+    # … within this long after the interruption (and never after their own expiry).
+    replay_within_s: StrictInt = Field(default=3600, ge=0, le=86_400)
+    # At most this many announcements wait for the loudspeakers; the last in precedence falls off.
+    queue_max: StrictInt = Field(default=20, ge=1, le=1000)
+    # The volume before any volume.set or `ttcs-agent volume`.
+    default_volume: StrictInt = Field(default=70, ge=0, le=100)
 
     @model_validator(mode="after")
     def _check_amplifier(self) -> SpeakerConfig:

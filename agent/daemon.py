@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import json
 import logging
 import os
 import queue
@@ -33,13 +32,14 @@ from agent.link import LinkHandler, LinkSettings, MqttLink, Will
 from agent.logs import Redactor, setup_logging
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import Channel, DeviceState, Outcome, Topics, format_time
+from agent.protocol import DeviceState, Topics, format_time
 from agent.signing import public_key_from_b64
 from agent.stage import AMPLIFIER_MODE_SETTING, Stage
 from agent.store import Store
 from agent.systemd import Notifier
+from agent.turns import LEVELS, Policy
 from agent.verify import Verifier
-from player.base import PlayerEvents, ScreenPlayer, SpeakerPlayer
+from player.base import PlayEnded, PlayerEvents, PlayStarted, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,8 @@ def build_conductor(
         _media_user(fetcher.cache),
         ZoneInfo(config.timezone),
         timedelta(seconds=config.speaker.prepare_s),
+        speaker_policy(config),
+        director.event,
     )
     ranks = Ranks(topics, config.device_id, config.groups)
     return Conductor(
@@ -273,6 +275,18 @@ def build_conductor(
         director.event,
         wake,
         _utcnow,
+    )
+
+
+def speaker_policy(config: AgentConfig) -> Policy:
+    """The rules' tunable parts from ``[speaker]``."""
+    s = config.speaker
+    return Policy(
+        queue_max=s.queue_max,
+        replay_levels=frozenset(LEVELS[level] for level in s.replay_levels),
+        replay_within=timedelta(seconds=s.replay_within_s),
+        tolerance=timedelta(milliseconds=s.sync_tolerance_ms),
+        prepare=timedelta(seconds=s.prepare_s),
     )
 
 
@@ -335,9 +349,6 @@ def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents)
     mode = director.store.get_setting(AMPLIFIER_MODE_SETTING)
     if mode in ("on", "off"):
         speaker.set_amplifier("on" if mode == "on" else "off")
-    relay = director.store.get_setting("relay")
-    if relay:  # a stream.start still wanted when the agent stopped
-        speaker.relay(json.loads(relay)["url"])
     return speaker
 
 
@@ -353,11 +364,11 @@ class _PlayerEvents:
     def __init__(self, director: Director) -> None:
         self.director = director
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
-        self.director.post("player", (channel, key, outcome, detail))
+    def finished(self, report: PlayEnded) -> None:
+        self.director.post("player", report)
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
-        self.director.post("player_started", (channel, key, start_error_ms))
+    def started(self, report: PlayStarted) -> None:
+        self.director.post("player_started", report)
 
 
 def _flush(director: Director, link: MqttLink) -> None:

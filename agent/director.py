@@ -28,7 +28,6 @@ from agent.courier import Courier, Publisher
 from agent.logs import Redactor, tail
 from agent.protocol import (
     Ack,
-    Bulletin,
     CacheUsage,
     DeviceStatus,
     Envelope,
@@ -50,7 +49,6 @@ from agent.signing import public_key_from_b64
 from agent.stage import AMPLIFIER_MODE_SETTING, SCREEN_MODE_SETTING
 from agent.store import Store
 from agent.verify import Accepted, Rejection, Verifier
-from player.base import PlayItem
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +258,7 @@ class Director:
             else:
                 self.conductor.reconcile()
         elif kind == "player_started" and self.conductor is not None:
-            self.conductor.stage.started(*payload)
+            self.conductor.stage.started(payload)
         elif kind == "event":
             severity, code, detail = payload
             self.event(severity, code, detail)
@@ -447,11 +445,7 @@ class Director:
             parts.append(f"amplifier {body.amplifier}")
         # The mode and its ack in one transaction; then the screen follows at once.
         ack = self.ack(env.id, Status.DONE, detail=", ".join(parts), seen=seen, settings=settings)
-        stage = self.conductor.stage
-        stage.screen_mode = body.screen or stage.screen_mode
-        if body.amplifier is not None:
-            stage.amplifier_mode = body.amplifier
-            stage.speaker.set_amplifier(body.amplifier)
+        self.conductor.stage.set_power(body.screen, body.amplifier)
         log.info("power set: %s", ", ".join(parts))
         self.conductor.reconcile()
         self.publish_status()
@@ -470,14 +464,16 @@ class Director:
         relay = json.dumps({"url": body.url, "level": body.level.value})
         detail = self.redactor(f"relaying {body.url}")
         ack = self.ack(env.id, Status.DONE, detail=detail, seen=seen, settings={"relay": relay})
-        self.conductor.stage.speaker.relay(body.url)
+        self.conductor.stage.relay(body.url, body.level)
+        self.conductor.reconcile()
         return [ack]
 
     def cmd_stream_stop(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
         assert self.conductor is not None  # see _handler
         settings: dict[str, str | None] = {"relay": None}
         ack = self.ack(env.id, Status.DONE, detail="relay stopped", seen=seen, settings=settings)
-        self.conductor.stage.speaker.relay(None)
+        self.conductor.stage.relay(None)
+        self.conductor.reconcile()
         return [ack]
 
     def cmd_screenshot(self, env: Envelope, seen: tuple[str, float]) -> list[Ack]:
@@ -620,16 +616,14 @@ class Director:
                 screen.show_test_card(float(req.args.get("seconds", 10)))
             return {"ok": True, "screen": screen.describe()}
         if req.action == "say" and self.conductor is not None:
-            stage = self.conductor.stage
-            if stage.speaking is not None:
-                busy = stage.speaking[0].bulletin.id
-                return {"ok": False, "error": f"the loudspeakers are playing {busy}; try later"}
-            bulletin = say_bulletin(
-                str(req.args.get("text", "")), req.args.get("voice"), bool(req.args.get("chime"))
+            voice = req.args.get("voice")
+            why = self.conductor.stage.say(
+                str(req.args.get("text", "")),
+                None if voice is None else str(voice),
+                bool(req.args.get("chime")),
             )
-            stage.speaker.play(
-                PlayItem(bulletin, "speaker", f"say-{time.monotonic()}", "technician")
-            )
+            if why is not None:
+                return {"ok": False, "error": f"{why}; try later"}
             return {"ok": True, "detail": f"playing on the loudspeakers at volume {self.volume}%"}
         if req.action == "volume":
             percent = int(req.args["percent"])
@@ -683,17 +677,6 @@ class Director:
         logging.getLogger().setLevel(new.log.level)
         self.config = self.config.model_copy(update={"trust": new.trust, "log": new.log})
         log.info("reloaded: %d trusted keys, log level %s", len(new.trust.keys), new.log.level)
-
-
-def say_bulletin(text: str, voice: str | None, chime: bool = False) -> Bulletin:
-    """A bulletin for a technician's test: spoken only, never logged as a play."""
-    return Bulletin.model_validate(
-        {
-            "id": "technician-test",
-            "title": "Thử loa",
-            "speaker": {"kind": "tts", "text": text, "voice": voice, "chime": chime},
-        }
-    )
 
 
 def _disk_free(path: Path) -> int:

@@ -1,9 +1,10 @@
 """The stage: turns arbitration decisions into player calls, and every showing into proof of play.
 
 Owned by the director and called only from its thread. It keeps what arbitration needs beyond
-the programs (overrides, the rotation cursor, the announcements already played) and persists
-the parts that must survive a power cut: an emergency in force is still in force after a
-reboot, and an announcement already played is not played again.
+the programs (overrides, the rotation cursor, the screen's turn, what the loudspeakers took in)
+and persists the parts that must survive a power cut: an emergency in force is still in force
+after a reboot, an announcement already played is not played again, and one that waited still
+waits. The loudspeakers' side is ``agent.loudspeakers``; the screen's is here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from agent.arbiter import (
-    LEVEL_RANK,
-    Announcement,
     Cursor,
     Decision,
     Emergency,
@@ -28,26 +27,35 @@ from agent.arbiter import (
     ScreenSlot,
     World,
     decide,
-    is_valid,
+    play_now_remaining,
+    play_now_screen_open,
 )
+from agent.loudspeakers import EventSink, Loudspeakers
 from agent.playlog import PlaylogRecorder
 from agent.programs import Merged, bulletin_media
 from agent.protocol import Bulletin, Channel, Envelope, Level, Outcome, format_time, parse_time
 from agent.store import Store
-from player.base import PlayItem, ScreenPlayer, SpeakerPlayer
+from agent.turns import LEVELS, Policy
+from player.base import PlayEnded, PlayItem, PlayStarted, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
-PLAYED_MEMORY = timedelta(days=2)
 SCREEN_MODE_SETTING = "power.screen"
 AMPLIFIER_MODE_SETTING = "power.amplifier"
+RELAY_SETTING = "relay"
+SCREEN_SETTING = "screen.shown"
+PowerMode = Literal["auto", "on", "off"]
 
 
 @dataclass
 class _Showing:
     key: str
-    bulletin_id: str
+    slot: ScreenSlot
     token: str
-    until: datetime | None
+    since: datetime
+
+
+def _no_event(severity: Literal["warning", "error"], code: str, detail: str) -> None:
+    log.debug("event %s %s: %s", severity, code, detail)
 
 
 class Stage:
@@ -62,27 +70,36 @@ class Stage:
         media_path: Callable[[str], Path],
         tz: ZoneInfo,
         prepare: timedelta = timedelta(seconds=10),
+        policy: Policy | None = None,
+        event: EventSink = _no_event,
     ) -> None:
         self.store = store
         self.screen = screen
         self.speaker = speaker
         self.recorder = recorder
         self.media_path = media_path
-        self.world = World(tz=tz)
+        self.world = World(tz=tz, shown=_load_shown(store))
         self.cursor = Cursor()
-        self.played: dict[str, datetime] = _load_played(store)
+        self.loudspeakers = Loudspeakers(
+            store,
+            speaker,
+            recorder,
+            media_path,
+            replace(policy or Policy(), prepare=prepare),
+            event,
+        )
         self.showing: _Showing | None = None
-        # (announcement, playlog token): a synchronized start's token is "" until it sounds.
-        self.speaking: tuple[Announcement, str] | None = None
-        self.start_error_ms: int | None = None
-        self.prepare = prepare  # how early a synchronized announcement goes to the speaker
         self.screen_on: bool | None = None
         # power.set: "on"/"off" force the screen, "auto" follows screen_hours.
         self.screen_mode = _mode(store.get_setting(SCREEN_MODE_SETTING))
-        self.amplifier_mode = _mode(store.get_setting(AMPLIFIER_MODE_SETTING))
+        self.loudspeakers.amplifier_mode = _mode(store.get_setting(AMPLIFIER_MODE_SETTING))
         self.last: Decision | None = None
         # The verified commands behind the overrides, persisted so that they survive a reboot.
         self._docs: dict[str, tuple[Envelope, int, datetime]] = {}
+
+    @property
+    def amplifier_mode(self) -> PowerMode:
+        return self.loudspeakers.amplifier_mode
 
     # ------------------------------------------------------------------ inputs
 
@@ -95,8 +112,20 @@ class Stage:
         )
         self.screen.set_ticker(merged.ticker)
 
-    def restore_overrides(self, now: datetime) -> None:
-        """Bring back the emergencies and play.now commands that were in force at shutdown."""
+    def restore(self, now: datetime) -> None:
+        """At boot, before any network: the overrides, the relay and the loudspeakers' queue as
+        they were, and the plays a crash left open recorded (``interrupted``)."""
+        self.recorder.recover(self.loudspeakers.restore(now))
+        relay = self.store.get_setting(RELAY_SETTING)
+        if relay:  # a stream.start still wanted when the agent stopped
+            try:
+                saved = json.loads(relay)
+                self.loudspeakers.relay_wanted = (
+                    str(saved["url"]),
+                    LEVELS[Level(saved.get("level", "normal"))],
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("the saved relay is unreadable and dropped: %s", exc)
         raw = self.store.get_setting("overrides")
         if not raw:
             return
@@ -128,6 +157,8 @@ class Stage:
                 parse_time(env.issued_at),
                 play_at,
                 env.body.repeat or 1,
+                expires,
+                env.body.play_at is not None,
             )
             self.world = replace(self.world, play_now=(*self.world.play_now, item))
         self._docs[env.id] = (env, rank, received)
@@ -153,22 +184,33 @@ class Stage:
         return {"overrides": json.dumps(saved)}
 
     def override_media(self) -> set[str]:
-        """Files of the overrides in force (they must not be evicted)."""
-        return {
-            m.sha256 for env, _, _ in self._docs.values() for m in bulletin_media(env.body.bulletin)
-        }
+        """Files of the overrides in force, and of what waits for the loudspeakers (they must
+        not be evicted)."""
+        bulletins = [env.body.bulletin for env, _, _ in self._docs.values()]
+        bulletins += [c.bulletin for c in self.loudspeakers.waiting()]
+        return {m.sha256 for b in bulletins for m in bulletin_media(b)}
 
     def _expire(self, now: datetime, persist: bool = True) -> None:
         """Drop overrides that can no longer matter, and persist the rest."""
         emergencies = tuple(
             e for e in self.world.emergencies if e.expires_at is None or e.expires_at > now
         )
-        play_now = tuple(p for p in self.world.play_now if _play_now_end(p) > now)
+        play_now = []
+        for item in self.world.play_now:
+            if _play_now_end(item, self.world.grace_s) > now:
+                play_now.append(item)
+            else:
+                self._screen_gone(
+                    item, "screen_off" if self.screen_on is False else "expired_in_queue"
+                )
         live = {e.id for e in emergencies} | {p.id for p in play_now}
         for doc_id in list(self._docs):
             if doc_id not in live:
                 del self._docs[doc_id]
-        self.world = replace(self.world, emergencies=emergencies, play_now=play_now)
+        shown = {k: v for k, v in self.world.shown.items() if k in live}
+        self.world = replace(
+            self.world, emergencies=emergencies, play_now=tuple(play_now), shown=shown
+        )
         if persist:
             self.store.record(settings=self.overrides_setting(), now=now.timestamp())
 
@@ -177,7 +219,7 @@ class Stage:
     def reconcile(self, now: datetime) -> datetime | None:
         """Decide and make the players follow; return when to decide again."""
         self._expire_quietly(now)
-        world = replace(self.world, played=frozenset(self.played))
+        world = replace(self.world, played=frozenset(self.loudspeakers.known))
         decision = decide(world, self.cursor, now)
         self.cursor = decision.cursor
         self.last = decision
@@ -187,13 +229,10 @@ class Stage:
             self.screen_on = screen_on
         # A screen switched off shows nothing, so it proves no play.
         self._follow_screen(decision.screen if screen_on else None, now)
-        self._follow_speaker(decision.speaker_queue, now)
-        ahead = self._next_synchronized(now)
-        if ahead is not None:
-            ready_at = ahead.play_at - self.prepare
-            if ready_at > now and (decision.next_change is None or ready_at < decision.next_change):
-                return ready_at
-        return decision.next_change
+        self._screen_skips(screen_on, now)
+        wake = self.loudspeakers.follow(decision, world, now)
+        changes = [t for t in (decision.next_change, wake) if t is not None]
+        return min(changes, default=None)
 
     def _screen_power(self, decision: Decision) -> bool:
         """``power.set`` forces the screen on or off; an emergency in force is always seen."""
@@ -207,7 +246,8 @@ class Stage:
         ended = any(
             e.expires_at is not None and e.expires_at <= now for e in self.world.emergencies
         )
-        if ended or any(_play_now_end(p) <= now for p in self.world.play_now):
+        grace = self.world.grace_s
+        if ended or any(_play_now_end(p, grace) <= now for p in self.world.play_now):
             self._expire(now)
 
     def _follow_screen(self, slot: ScreenSlot | None, now: datetime) -> None:
@@ -215,126 +255,130 @@ class Stage:
         if self.showing is not None and self.showing.key == key:
             return
         if self.showing is not None:
-            done = self.showing.until is not None and self.showing.until <= now
-            self.recorder.ended(self.showing.token, "completed" if done else "interrupted")
-            self.showing = None
+            self._end_showing(now)
         if slot is None or key is None:
             self.screen.show(None)
             return
         item = self._item(slot.bulletin, "screen", key, slot.origin, slot.until)
         self.screen.show(item)
         token = self.recorder.started(slot.bulletin.id, "screen", slot.ref)
-        self.showing = _Showing(key, slot.bulletin.id, token, slot.until)
+        self.showing = _Showing(key, slot, token, now)
+        if slot.key:
+            self.world = replace(self.world, showing=slot.key, showing_since=now)
 
-    def _follow_speaker(self, queue: tuple[Announcement, ...], now: datetime) -> None:
-        if self.speaking is not None:
-            current, _ = self.speaking
-            cut_in = queue and _level(queue[0]) > _level(current)
-            # Only a higher level cuts in (an emergency interrupts everything at once); and a
-            # cancelled or expired emergency stops sounding at once.
-            if cut_in or not self._in_force(current, now):
-                self.speaker.stop()  # reports "interrupted" through finished()
+    def _end_showing(self, now: datetime, outcome: Outcome | None = None) -> None:
+        """The showing ends (``outcome`` None: by itself, or because something took over)."""
+        showing, self.showing = self.showing, None
+        if showing is None:
             return
-        if queue:
-            nxt = queue[0]
-        else:
-            # Nothing due: a synchronized play.now close enough is handed over early, so that
-            # it is ready (synthesized, amplifier warm) and starts on the clock.
-            ahead = self._next_synchronized(now)
-            if ahead is None or ahead.play_at - self.prepare > now:
-                return
-            nxt = Announcement(ahead.bulletin, "play_now", ahead.id, ahead.play_at, f"{ahead.id}#1")
-        item = self._item(nxt.bulletin, "speaker", nxt.key, nxt.origin, None)
-        self.start_error_ms = None
-        start_at = self._synchronized_start(nxt)
-        if start_at is None:
-            self._mark_played(nxt.key, now)
-            token = self.recorder.started(nxt.bulletin.id, "speaker", nxt.ref)
-        else:
-            # Played, and recorded, when it sounds (``started``): an agent restarted while it
-            # waits for its time hands it over again.
-            token = ""
-            item = replace(item, start_at=start_at)
-        self.speaking = (nxt, token)
-        self.speaker.play(item)
+        slot = showing.slot
+        done = slot.until is not None and slot.until <= now
+        fields: dict[str, object] = {}
+        item = self._play_now(slot)
+        if item is not None:
+            # Its time counts while it shows: interrupted, it resumes with the rest.
+            left = play_now_remaining(item, self.world, now)
+            spent = self.world.shown.get(item.id, 0) + _ms(now - showing.since)
+            self.world = replace(self.world, shown={**self.world.shown, item.id: spent})
+            done = left <= timedelta(0)
+            if not done:
+                grace = timedelta(seconds=self.world.grace_s)
+                fields["replayed"] = play_now_screen_open(item, self.world, now, grace)
+            self._save_shown(now)
+        if self.world.showing == slot.key:
+            self.world = replace(self.world, showing=None, showing_since=None)
+        final: Outcome = outcome or ("completed" if done else "interrupted")
+        if showing.token:  # (not when it failed already)
+            self.recorder.ended(showing.token, final, fields)
 
-    def _synchronized_start(self, item: Announcement) -> datetime | None:
-        """The ``play_at`` a ``play.now``'s first announcement must start at, if it has one
-        (also when it comes late: its start error is then measured, not hidden)."""
-        doc = self._docs.get(item.ref)
-        if item.origin != "play_now" or doc is None or item.key != f"{item.ref}#1":
+    def _play_now(self, slot: ScreenSlot) -> PlayNow | None:
+        if slot.origin != "play_now":
             return None
-        env = doc[0]
-        return parse_time(env.body.play_at) if env.body.play_at else None
+        return next((p for p in self.world.play_now if p.id == slot.ref), None)
 
-    def _next_synchronized(self, now: datetime) -> PlayNow | None:
-        """The next ``play.now`` with a ``play_at`` ahead and a speaker part not yet played."""
-        ahead = [
-            p
-            for p in self.world.play_now
-            if p.play_at > now and p.bulletin.speaker is not None and f"{p.id}#1" not in self.played
-        ]
-        return min(ahead, key=lambda p: p.play_at, default=None)
+    def _screen_skips(self, screen_on: bool, now: datetime) -> None:
+        """Every ``play.now`` with a screen part ends in the play log: one that can no longer
+        take the screen (its time to start passed, or its command expired) is recorded
+        ``skipped``: ``screen_off`` when the screen was off then, else ``expired_in_queue``."""
+        grace = timedelta(seconds=self.world.grace_s)
+        for item in self.world.play_now:
+            if item.bulletin.screen is None or item.play_at > now:
+                continue
+            if self.world.showing == item.id or play_now_remaining(item, self.world, now) <= (
+                timedelta(0)
+            ):
+                continue
+            if not play_now_screen_open(item, self.world, now, grace):
+                self._screen_gone(item, "expired_in_queue" if screen_on else "screen_off")
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
-        """The speaker's first sound of ``key`` (a synchronized start is recorded now)."""
-        if channel != "speaker" or self.speaking is None or self.speaking[0].key != key:
+    def _screen_gone(self, item: PlayNow, reason: str) -> None:
+        """A ``play.now``'s screen part that will not show (any more): recorded ``skipped``."""
+        if item.bulletin.screen is None:
             return
-        current, token = self.speaking
-        self.start_error_ms = start_error_ms
-        if not token:
-            self._mark_played(key, self.recorder.clock())
-            token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
-            self.speaking = (current, token)
-        if start_error_ms is not None:
-            log.info("speaker: %s started %+d ms from its play_at", key, start_error_ms)
+        total = item.bulletin.screen.duration_ms * max(1, item.repeat)
+        if self.world.shown.get(item.id, 0) >= total or self.world.showing == item.id:
+            return
+        self.recorder.skipped(item.bulletin.id, "screen", item.id, reason)
+        log.warning("screen: %s (%s) skipped: %s", item.bulletin.id, item.id, reason)
+        self.world = replace(self.world, shown={**self.world.shown, item.id: total})
 
-    def _in_force(self, item: Announcement, now: datetime) -> bool:
-        """Whether an emergency announcement's emergency still holds (others always do)."""
-        if item.origin != "emergency":
-            return True
-        if any(e.id == item.ref for e in self.world.emergencies):
-            return True
-        return any(
-            entry.ref == item.ref
-            and entry.bulletin.id == item.bulletin.id
-            and is_valid(entry.bulletin, now)
-            for entry in self.world.entries
+    def _save_shown(self, now: datetime) -> None:
+        self.store.record(
+            settings={SCREEN_SETTING: json.dumps(dict(self.world.shown))}, now=now.timestamp()
         )
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
+    # ------------------------------------------------------------------ player reports
+
+    def started(self, report: PlayStarted) -> None:
+        """A player's first sound of an item (a synchronized start is recorded now)."""
+        if report.channel == "speaker":
+            self.loudspeakers.started(report, self.recorder.clock())
+
+    def finished(self, report: PlayEnded) -> None:
         """A player reports the end of an item (on the director's thread)."""
-        if channel == "speaker" and self.speaking is not None and self.speaking[0].key == key:
-            current, token = self.speaking
-            self.speaking = None
-            if not token:  # never sounded: still a play, ended at once
-                self._mark_played(key, self.recorder.clock())
-                token = self.recorder.started(current.bulletin.id, "speaker", current.ref)
-            error = self.start_error_ms
-            self.recorder.ended(token, outcome, {} if error is None else {"start_error_ms": error})
-            if outcome == "failed":
-                log.warning("speaker failed on %s: %s", key, detail)
-        elif channel == "screen" and self.showing is not None and self.showing.key == key:
-            self.recorder.ended(self.showing.token, outcome)
-            self.showing = None
+        if report.channel == "speaker":
+            self.loudspeakers.finished(report, self.recorder.clock())
+        elif self.showing is not None and self.showing.key == report.key and self.showing.token:
+            # The screen shows the title instead until the slot ends: the slot is kept (not
+            # shown again at once), and its play ends here with the reason.
+            token, self.showing.token = self.showing.token, ""
+            fields = (
+                {"reason": report.reason or "media_error"} if report.outcome == "failed" else {}
+            )
+            self.recorder.ended(token, report.outcome, fields)
+
+    def set_power(
+        self, screen: PowerMode | None = None, amplifier: PowerMode | None = None
+    ) -> None:
+        """``power.set``: force the screen or the amplifier on or off, or release it (``auto``);
+        the caller saves the modes with its ack and reconciles."""
+        if screen is not None:
+            self.screen_mode = screen
+        if amplifier is not None:
+            self.loudspeakers.amplifier_mode = amplifier
+            self.speaker.set_amplifier(amplifier)
+
+    def relay(self, url: str | None, level: Level = Level.NORMAL) -> None:
+        """``stream.start`` (a URL) or ``stream.stop`` (None); the caller saves it with its ack
+        and reconciles."""
+        self.loudspeakers.relay_wanted = None if url is None else (url, LEVELS[level])
+
+    def say(self, text: str, voice: str | None, chime: bool) -> str | None:
+        """A technician's ``say`` on the loudspeakers, when they are free (else why not)."""
+        return self.loudspeakers.say(say_bulletin(text, voice, chime), self.recorder.clock())
 
     def close(self) -> None:
         """Silence the speaker and end the open showings (interrupted) before the agent stops."""
-        self.speaker.close()
+        now = self.recorder.clock()
+        self.loudspeakers.close(now)
         self.screen.close()
-        if self.showing is not None:
-            self.recorder.ended(self.showing.token, "interrupted")
-            self.showing = None
-        if self.speaking is not None and self.speaking[1]:
-            self.recorder.ended(self.speaking[1], "interrupted")
-        self.speaking = None
+        self._end_showing(now, "interrupted")
 
     # ------------------------------------------------------------------ helpers
 
     def now_playing(self) -> tuple[str | None, str | None]:
-        screen = self.showing.bulletin_id if self.showing is not None else None
-        speaker = self.speaking[0].bulletin.id if self.speaking is not None else None
-        return screen, speaker
+        screen = self.showing.slot.bulletin.id if self.showing is not None else None
+        return screen, self.loudspeakers.now_playing()
 
     def _item(
         self, bulletin: Bulletin, channel: Channel, key: str, origin: str, until: datetime | None
@@ -342,21 +386,16 @@ class Stage:
         media = {m.sha256: self.media_path(m.sha256) for m in bulletin_media(bulletin, channel)}
         return PlayItem(bulletin, channel, key, origin, media, until)
 
-    def _mark_played(self, key: str, now: datetime) -> None:
-        self.played[key] = now
-        horizon = now - PLAYED_MEMORY
-        self.played = {k: t for k, t in self.played.items() if t > horizon}
-        saved = {k: format_time(t) for k, t in self.played.items()}
-        self.store.record(settings={"played": json.dumps(saved)}, now=now.timestamp())
 
-
-def _load_played(store: Store) -> dict[str, datetime]:
-    raw = store.get_setting("played")
-    try:
-        return {str(k): parse_time(v) for k, v in json.loads(raw or "{}").items()}
-    except (ValueError, AttributeError) as exc:
-        log.error("the record of announcements played is unreadable and dropped: %s", exc)
-        return {}
+def say_bulletin(text: str, voice: str | None, chime: bool = False) -> Bulletin:
+    """A bulletin for a technician's test: spoken only."""
+    return Bulletin.model_validate(
+        {
+            "id": "technician-test",
+            "title": "Thử loa",
+            "speaker": {"kind": "tts", "text": text, "voice": voice, "chime": chime},
+        }
+    )
 
 
 def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
@@ -369,18 +408,27 @@ def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
     return f"{slot.origin}|{slot.ref}|{slot.bulletin.id}|{content}|{until}"
 
 
-def _mode(saved: str | None) -> Literal["auto", "on", "off"]:
+def _mode(saved: str | None) -> PowerMode:
     return "on" if saved == "on" else "off" if saved == "off" else "auto"
 
 
-def _level(item: Announcement) -> int:
-    # An emergency command cuts in whatever its bulletin's own level.
-    level = Level.EMERGENCY if item.origin == "emergency" else item.bulletin.level
-    return LEVEL_RANK[level]
+def _ms(delta: timedelta) -> int:
+    return max(0, round(delta.total_seconds() * 1000))
 
 
-def _play_now_end(item: PlayNow) -> datetime:
+def _play_now_end(item: PlayNow, grace_s: int) -> datetime:
+    """When a ``play.now`` can no longer matter: its command's expiry (it may wait for the
+    screen, or resume on it, until then), at least its speaker parts' grace."""
     screen = item.bulletin.screen
     length_ms = (screen.duration_ms if screen is not None else 0) * item.repeat
-    # Speaker parts may still be waiting to start within the grace period.
-    return item.play_at + max(timedelta(milliseconds=length_ms), timedelta(minutes=10))
+    floor = item.play_at + max(timedelta(milliseconds=length_ms), timedelta(seconds=grace_s))
+    return max(floor, item.expires_at) if item.expires_at is not None else floor
+
+
+def _load_shown(store: Store) -> dict[str, int]:
+    try:
+        raw = json.loads(store.get_setting(SCREEN_SETTING) or "{}")
+        return {str(k): int(v) for k, v in raw.items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        log.error("the record of play.now screen time is unreadable and dropped: %s", exc)
+        return {}

@@ -14,9 +14,10 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.control import AgentNotRunning, request
-from agent.director import say_bulletin
-from agent.protocol import Channel, Outcome
+from agent.protocol import Outcome
+from agent.stage import say_bulletin
 from agent.store import Store
+from player.base import PlayEnded, PlayStarted
 
 SAMPLE = (
     "Đây là thử loa của Ủy ban nhân dân phường. Một, hai, ba, bốn, năm. Bà con nghe rõ không ạ?"
@@ -63,12 +64,12 @@ class _Done:
         self.outcome: tuple[Outcome, str] = ("failed", "not played")
         self.error_ms: int | None = None
 
-    def finished(self, channel: Channel, key: str, outcome: Outcome, detail: str) -> None:
-        self.outcome = (outcome, detail)
+    def finished(self, report: PlayEnded) -> None:
+        self.outcome = (report.outcome, report.detail)
         self.event.set()
 
-    def started(self, channel: Channel, key: str, start_error_ms: int | None) -> None:
-        self.error_ms = start_error_ms
+    def started(self, report: PlayStarted) -> None:
+        self.error_ms = report.start_error_ms
 
 
 def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -22,10 +22,10 @@ from agent.conductor import Conductor
 from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import Channel, Outcome, format_time
+from agent.protocol import format_time
 from agent.stage import Stage
 from agent.store import Store
-from player.base import PlayItem
+from player.base import PlayEnded, PlayItem, PlayStarted
 from tests.unit.fakes import (
     DEVICE,
     GROUPS,
@@ -73,7 +73,8 @@ class RecordingScreen:
 class RecordingSpeaker:
     played: list[PlayItem] = field(default_factory=list)
     stopped: int = 0
-    finished: list[tuple[Channel, str, Outcome, str]] = field(default_factory=list)
+    finished: list[PlayEnded] = field(default_factory=list)
+    prepared: list[PlayItem] = field(default_factory=list)
     current: PlayItem | None = None
 
     def play(self, item: PlayItem) -> None:
@@ -83,8 +84,11 @@ class RecordingSpeaker:
     def stop(self) -> None:
         self.stopped += 1
         if self.current is not None:
-            self.finished.append(("speaker", self.current.key, "interrupted", ""))
+            self.finished.append(PlayEnded("speaker", self.current.key, "interrupted"))
             self.current = None
+
+    def prepare(self, item: PlayItem) -> None:
+        self.prepared.append(item)
 
     def set_volume(self, percent: int) -> None:
         self.volume = percent
@@ -150,7 +154,7 @@ class Show:
         item = self.speaker.current
         assert item is not None
         self.speaker.current = None
-        self.conductor.on_player(("speaker", item.key, "completed", ""))
+        self.conductor.on_player(PlayEnded("speaker", item.key, "completed"))
 
     def flush_interrupts(self) -> None:
         while self.speaker.finished:
@@ -191,7 +195,15 @@ def make_show(tmp_path: Path, store: Store) -> Show:
     screen, speaker = RecordingScreen(), RecordingSpeaker()
     cache = ContentCache(tmp_path / "cache", 1 << 30)
     recorder = PlaylogRecorder(store, DEVICE, TOPICS, rig.clock)
-    stage = Stage(store, screen, speaker, recorder, cache.path, ZoneInfo("Asia/Ho_Chi_Minh"))
+    stage = Stage(
+        store,
+        screen,
+        speaker,
+        recorder,
+        cache.path,
+        ZoneInfo("Asia/Ho_Chi_Minh"),
+        event=rig.director.event,
+    )
     jobs = JobList()
     wakes: list[datetime | None] = []
     conductor = Conductor(
@@ -543,7 +555,7 @@ def test_a_synchronized_play_now_goes_to_the_speaker_early_and_is_logged_when_it
     assert (item.start_at, item.key) == (play_at, "sync-0001#1")
     assert show.rig.store.open_plays() == []  # recorded when it sounds, not when handed over
     show.rig.clock.advance(9)
-    show.conductor.stage.started("speaker", item.key, 3)
+    show.conductor.stage.started(PlayStarted("speaker", item.key, 3))
     [play] = show.rig.store.open_plays()
     assert play.bulletin == "cung-luc"
     show.speaker_done()
@@ -569,11 +581,226 @@ def test_a_restart_while_it_waits_for_its_time_hands_it_over_again(
     assert (handed.start_at, handed.key) == (play_at, "sync-0001#1")
 
 
-def test_a_late_synchronized_start_still_measures_its_error(show: Show) -> None:
+def entries(show: Show) -> list[dict[str, Any]]:
+    """Every playlog entry written so far (pending, or already in the outbox)."""
+    show.conductor.recorder.flush()
+    return [e for _, p in show.rig.outbox("/playlog") for e in json.loads(p)["entries"]]
+
+
+def test_a_synchronized_call_cuts_the_announcement_speaking_which_is_replayed_after(
+    show: Show,
+) -> None:
     show.command("play.now", {"bulletin": spoken("dang-noi")}, "busy-0001")
     assert show.speaker.current is not None  # the loudspeakers are busy …
     play_at = _synchronized(show, 5)
-    show.at(6)  # … past play_at
+    [prepared] = show.speaker.prepared  # … so the district call is synthesized ahead
+    assert prepared.key == "sync-0001#1"
+    assert show.wakes[-1] == play_at - timedelta(seconds=2)
+    show.at(3)  # play_at - 2 s: the one speaking is cut
+    assert show.speaker.stopped == 1
+    show.flush_interrupts()
+    handed = show.speaker.current
+    assert handed is not None and (handed.key, handed.start_at) == ("sync-0001#1", play_at)
+    show.rig.clock.advance(2)
+    show.conductor.stage.started(PlayStarted("speaker", handed.key, 1))
     show.speaker_done()
-    [_, late] = show.speaker.played
-    assert (late.key, late.start_at) == ("sync-0001#1", play_at)  # its lateness is measured
+    again = show.speaker.current
+    assert again is not None and again.key == "busy-0001#1"  # replayed from its start
+    show.speaker_done()
+    got = [
+        (e["bulletin"], e["outcome"], e.get("replayed"), e.get("attempt")) for e in entries(show)
+    ]
+    assert got == [
+        ("dang-noi", "interrupted", True, None),
+        ("cung-luc", "completed", None, None),
+        ("dang-noi", "completed", None, 2),
+    ]
+    sync = next(e for e in entries(show) if e["bulletin"] == "cung-luc")
+    assert sync["start_error_ms"] == 1
+
+
+def test_a_synchronized_call_behind_an_emergency_is_skipped_late_and_an_event_says_so(
+    show: Show,
+) -> None:
+    alert = {**spoken("bao-khan", "emergency")}
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000001")
+    play_at = _synchronized(show, 5)
+    show.at(5.1)
+    assert [e["outcome"] for e in entries(show)] == []  # within tolerance: still waiting
+    show.at(0.2)
+    [skipped] = entries(show)
+    assert (skipped["bulletin"], skipped["outcome"], skipped["reason"]) == (
+        "cung-luc",
+        "skipped",
+        "late_for_play_at",
+    )
+    assert skipped["start_error_ms"] == 300
+    [(_, event)] = show.rig.outbox("/event")
+    assert json.loads(event)["code"] == "late_for_play_at"
+    assert play_at < show.rig.clock()
+
+
+def test_an_announcement_cut_by_an_emergency_is_replayed_after_it_and_the_next_waits(
+    show: Show,
+) -> None:
+    show.command("play.now", {"bulletin": spoken("mot")}, "first-0001")
+    show.command("play.now", {"bulletin": spoken("hai")}, "second-001")
+    assert show.speaker.current is not None and show.speaker.current.key == "first-0001#1"
+    show.command("emergency.start", {"bulletin": spoken("bao", "emergency")}, "emerg-000001")
+    show.flush_interrupts()
+    assert show.speaker.current is not None and show.speaker.current.key.startswith("emerg")
+    show.at(2)
+    show.command("emergency.stop", {"ref": "emerg-000001"}, "stop-000001")
+    show.flush_interrupts()
+    assert show.speaker.current is not None and show.speaker.current.key == "first-0001#1"
+    show.speaker_done()
+    assert show.speaker.current is not None and show.speaker.current.key == "second-001#1"
+    show.speaker_done()
+    got = [
+        (e["bulletin"], e["outcome"], e.get("replayed"))
+        for e in entries(show)
+        if e["channel"] == "speaker"
+    ]
+    assert got == [
+        ("mot", "interrupted", True),
+        ("bao", "interrupted", False),
+        ("mot", "completed", None),
+        ("hai", "completed", None),
+    ]
+
+
+def test_announcements_held_by_an_emergency_too_long_are_skipped_expired(show: Show) -> None:
+    show.command("emergency.start", {"bulletin": text("bao", "emergency")}, "emerg-000001")
+    show.command("play.now", {"bulletin": spoken("cho")}, "waits-0001")
+    assert show.speaker.current is None  # held: an emergency is in force
+    show.at(600)
+    [entry] = entries(show)
+    assert (entry["bulletin"], entry["outcome"], entry["reason"]) == (
+        "cho",
+        "skipped",
+        "expired_in_queue",
+    )
+
+
+def test_a_forced_off_amplifier_skips_announcements_and_reports_an_unheard_emergency(
+    show: Show,
+) -> None:
+    show.command("power.set", {"amplifier": "off"}, "power-00001")
+    show.command("play.now", {"bulletin": spoken("im")}, "quiet-0001")
+    show.command("emergency.start", {"bulletin": spoken("bao", "emergency")}, "emerg-000001")
+    assert show.speaker.played == []
+    assert [(e["bulletin"], e["reason"]) for e in entries(show)] == [
+        ("im", "amplifier_off"),
+        ("bao", "amplifier_off"),
+    ]
+    codes = [json.loads(p)["code"] for _, p in show.rig.outbox("/event")]
+    assert codes == ["emergency_not_heard"]
+
+
+def test_what_waits_and_what_was_cut_by_a_power_cut_survive_the_restart(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.command("play.now", {"bulletin": spoken("dang")}, "speaks-001")
+    show.command("play.now", {"bulletin": spoken("cho")}, "waits-0001")
+    # The power goes: no close(), nothing more is written.
+    again = make_show(tmp_path, store)
+    again.rig.clock.now = show.rig.clock() + timedelta(seconds=30)
+    again.conductor.reconcile()
+    current = again.speaker.current
+    assert current is not None and current.key == "speaks-001#1"  # replayed from its start
+    again.speaker_done()
+    assert again.speaker.current is not None and again.speaker.current.key == "waits-0001#1"
+    again.speaker_done()
+    got = [(e["bulletin"], e["outcome"], e.get("replayed")) for e in entries(again)]
+    assert got == [
+        ("dang", "interrupted", True),
+        ("dang", "completed", None),
+        ("cho", "completed", None),
+    ]
+
+
+def test_a_full_queue_drops_the_last_in_precedence_and_says_so(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.conductor.stage.loudspeakers.policy = replace(
+        show.conductor.stage.loudspeakers.policy, queue_max=1
+    )
+    show.command("play.now", {"bulletin": spoken("dang")}, "speaks-001")
+    show.command("play.now", {"bulletin": spoken("mot")}, "first-0001")
+    show.command("play.now", {"bulletin": spoken("hai")}, "second-001")
+    [entry] = entries(show)
+    assert (entry["bulletin"], entry["reason"]) == ("hai", "queue_full")
+    codes = [json.loads(p)["code"] for _, p in show.rig.outbox("/event")]
+    assert codes == ["announcement_dropped"]
+
+
+def test_a_technicians_say_waits_for_nothing_and_yields_to_everything(show: Show) -> None:
+    stage = show.conductor.stage
+    assert stage.say("Một hai ba", None, False) is None
+    assert show.speaker.current is not None and show.speaker.current.origin == "technician"
+    assert "playing" in (stage.say("again", None, False) or "")
+    show.command("play.now", {"bulletin": spoken("that")}, "real-00001")
+    show.flush_interrupts()
+    assert show.speaker.current is not None and show.speaker.current.key == "real-00001#1"
+    show.speaker_done()
+    got = [(e["bulletin"], e["outcome"], e.get("replayed"), e["ref"]) for e in entries(show)]
+    assert got == [
+        ("technician-test", "interrupted", False, "technician"),
+        ("that", "completed", None, "real-00001"),
+    ]
+
+
+def test_a_play_now_screen_part_waits_behind_one_of_its_level_and_then_shows_in_full(
+    show: Show,
+) -> None:
+    show.command("play.now", {"bulletin": text("dau", ms=10000)}, "first-0001")
+    show.at(2)
+    show.command("play.now", {"bulletin": text("sau", ms=10000)}, "second-001")
+    assert show.screen.current == "dau"  # it keeps the screen
+    show.at(8)
+    assert show.screen.current == "sau"
+    show.at(9)
+    assert show.screen.current == "sau"  # its full 10 s, from when it took the screen
+    show.at(1)
+    assert show.screen.current != "sau"
+
+
+def test_a_play_now_screen_part_cut_by_an_emergency_resumes_with_the_rest(show: Show) -> None:
+    show.command("play.now", {"bulletin": text("dau", ms=10000)}, "first-0001")
+    show.at(4)
+    show.command("emergency.start", {"bulletin": text("bao", "emergency")}, "emerg-000001")
+    assert show.screen.current == "bao"
+    show.at(30)
+    show.command("emergency.stop", {}, "stop-000001")
+    assert show.screen.current == "dau"
+    item = show.screen.shown[-1]
+    assert item is not None and item.until == show.rig.clock() + timedelta(seconds=6)
+    show.at(6)
+    got = [
+        (e["bulletin"], e["outcome"], e.get("replayed"))
+        for e in entries(show)
+        if e["channel"] == "screen"
+    ]
+    assert got[:3] == [
+        ("dau", "interrupted", True),
+        ("bao", "interrupted", None),
+        ("dau", "completed", None),
+    ]
+
+
+def test_a_play_now_waits_for_a_screen_that_is_off_and_is_skipped_when_its_time_is_up(
+    show: Show,
+) -> None:
+    show.command("power.set", {"screen": "off"}, "power-00001")
+    show.command("play.now", {"bulletin": text("toi")}, "dark-00001")
+    show.at(599)
+    assert [e for e in entries(show) if e["channel"] == "screen"] == []  # it waits for the screen
+    show.at(1)
+    [entry] = [e for e in entries(show) if e["channel"] == "screen"]
+    assert (entry["bulletin"], entry["outcome"], entry["reason"]) == (
+        "toi",
+        "skipped",
+        "screen_off",
+    )
