@@ -308,20 +308,131 @@ def cmd_send(args: argparse.Namespace) -> int:
     expect = (
         args.expect if args.expect is not None else (1 if args.target.startswith("dev:") else 0)
     )
-    with Session(args, [topics.dev("+", "ack")]) as session:
+    synchronized = args.type == "play.now" and _synchronized_speech(doc["body"])
+    subs = [topics.dev("+", "ack")]
+    if synchronized:
+        subs += [topics.dev("+", "playlog"), topics.dev("+", "state")]
+    with Session(args, subs) as session:
         session.link.publish(topics.for_target(args.target, "cmd"), payload, qos=1)
         print(f"sent {args.type} {doc['id']} to {args.target}", file=sys.stderr)
-        return _await_acks(session, doc["id"], args.wait, expect)
+        others: list[tuple[str, bytes]] = []
+        finals: dict[str, str] = {}
+        status = _await_acks(session, doc["id"], args.wait, expect, others, finals)
+        if not synchronized:
+            return status
+        sync = _await_sync(session, doc, args.target, finals, others, args.sync_wait)
+        return status if status != 0 else sync
 
 
-def _await_acks(session: Session, doc_id: str, wait_s: float, expect: int) -> int:
+def _synchronized_speech(body: dict[str, Any]) -> bool:
+    bulletin = body.get("bulletin")
+    return (
+        bool(body.get("play_at")) and isinstance(bulletin, dict) and bool(bulletin.get("speaker"))
+    )
+
+
+def speaking_estimate_s(bulletin: dict[str, Any]) -> float:
+    """How long an announcement takes, roughly: its text at a calm announcer's pace (14
+    characters a second) and the chime; a file or a stream, up to a minute."""
+    part = bulletin.get("speaker") or {}
+    chime = 3.0 if part.get("chime", True) else 0.0
+    if part.get("kind") == "tts":
+        return chime + len(str(part.get("text") or "")) / 14.0
+    return chime + 60.0
+
+
+def _await_sync(
+    session: Session,
+    doc: dict[str, Any],
+    target: str,
+    acked: dict[str, str],
+    others: list[tuple[str, bytes]],
+    wait_s: float | None,
+) -> int:
+    """After a synchronized ``play.now``: wait until its ``play_at`` and its length have passed
+    and print, per device, whether it started in sync (its start error) or why not."""
+    play_at = datetime.fromisoformat(str(doc["body"]["play_at"]).replace("Z", "+00:00"))
+    length = speaking_estimate_s(doc["body"]["bulletin"])
+    after = wait_s if wait_s is not None else length + 20.0
+    deadline = time.monotonic() + max(0.0, (play_at - datetime.now(UTC)).total_seconds()) + after
+    group = target.split(":", 1)[1] if target.startswith("grp:") else None
+    members = set(acked) if group is not None else {target.split(":", 1)[1]}
+    results: dict[str, dict[str, Any]] = {}
+
+    def take(topic: str, payload: bytes) -> None:
+        device, leaf = topic.split("/")[-2:]
+        data = _json_object(payload)
+        if data is None:
+            return
+        if leaf == "state":
+            groups = data.get("groups")
+            if group is not None and isinstance(groups, list) and group in groups:
+                members.add(device)
+            return
+        for entry in data.get("entries") or []:
+            if (
+                isinstance(entry, dict)
+                and entry.get("ref") == doc["id"]
+                and entry.get("channel") == "speaker"
+                and "attempt" not in entry  # a replay is not the synchronized start
+            ):
+                results.setdefault(device, entry)
+
+    for topic, payload in others:
+        take(topic, payload)
+    print(
+        f"waiting for the synchronized start at {doc['body']['play_at']} "
+        f"(about {length:.0f} s of speech)",
+        file=sys.stderr,
+    )
+    while time.monotonic() < deadline and not (members and members <= set(results)):
+        item = session.next(min(1.0, deadline - time.monotonic()))
+        if item is not None:
+            take(*item)
+    in_sync = True
+    print(f"{'DEVICE':<24} {'START':<16} DETAIL")
+    for device in sorted(members | set(results)):
+        entry = results.get(device)
+        if entry is None:
+            start, detail = "no report", acked.get(device, "no ack")
+            in_sync = False
+        elif entry.get("outcome") == "skipped" or entry.get("start_error_ms") is None:
+            error = entry.get("start_error_ms")
+            start = "not played"
+            detail = f"{entry.get('reason') or entry.get('outcome')}" + (
+                f" ({error:+d} ms)" if isinstance(error, int) else ""
+            )
+            in_sync = False
+        else:
+            start = f"in sync {int(entry['start_error_ms']):+d} ms"
+            detail = str(entry.get("outcome"))
+            if entry.get("outcome") == "interrupted":
+                detail += " (replayed)" if entry.get("replayed") else ""
+        print(f"{device:<24} {start:<16} {detail}")
+    return 0 if in_sync else 1
+
+
+def _await_acks(
+    session: Session,
+    doc_id: str,
+    wait_s: float,
+    expect: int,
+    others: list[tuple[str, bytes]] | None = None,
+    finals: dict[str, str] | None = None,
+) -> int:
+    """Print acks of ``doc_id`` until ``expect`` devices answered finally (0: until ``wait_s``).
+    Other messages go to ``others``; the first final status of each device to ``finals``."""
     deadline = time.monotonic() + wait_s
-    finals: dict[str, str] = {}
+    finals = {} if finals is None else finals
     while time.monotonic() < deadline and (expect == 0 or len(finals) < expect):
         item = session.next(deadline - time.monotonic())
         if item is None:
             break
         topic, payload = item
+        if not topic.endswith("/ack"):
+            if others is not None:
+                others.append((topic, payload))
+            continue
         try:
             ack = json.loads(payload)
         except ValueError:
@@ -664,6 +775,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for acks")
     p.add_argument("--expect", type=int, help="final acks to wait for (default 1 for dev:)")
+    p.add_argument(
+        "--sync-wait",
+        type=float,
+        help="play.now with play_at: seconds after play_at to wait for each device's start "
+        "(default: the speech's estimated length + 20 s)",
+    )
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("program", help="programs")

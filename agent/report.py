@@ -36,6 +36,9 @@ COLUMNS = (
     "interrupted",
     "failed",
     "seconds",
+    "replayed",
+    "skipped",
+    "skip_reasons",
 )
 
 
@@ -158,6 +161,9 @@ class Row:
     interrupted: int
     failed: int
     seconds: int
+    replayed: int = 0  # of the interrupted, those played again
+    skipped: int = 0
+    skip_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count), by reason
 
     def cells(self) -> list[str]:
         return [
@@ -171,6 +177,9 @@ class Row:
             str(self.interrupted),
             str(self.failed),
             str(self.seconds),
+            str(self.replayed),
+            str(self.skipped),
+            ";".join(f"{reason}={count}" for reason, count in self.skip_reasons),
         ]
 
 
@@ -179,20 +188,26 @@ def aggregate(plays: Iterable[Play], tz: tzinfo) -> list[Row]:
 
     A screen showing and a loudspeaker announcement are different proofs: never added up.
 
-    ``plays`` counts every outcome; ``seconds`` is the total of ``ended_at - started_at``
-    (never negative), rounded to whole seconds.
+    ``plays`` counts what played (``completed``, ``interrupted``, ``failed``); ``replayed`` the
+    interrupted ones that were played again; ``skipped`` what was accepted but never played,
+    with its reasons; ``seconds`` is the total of ``ended_at - started_at`` (never negative),
+    rounded to whole seconds.
     """
     totals: dict[tuple[str, str, str, str, date], dict[str, float]] = {}
+    reasons: dict[tuple[str, str, str, str, date], dict[str, int]] = {}
     for play in plays:
         started = parse_time(play.entry.started_at)
         ended = parse_time(play.entry.ended_at)
         entry = play.entry
         key = (play.ward, play.device, entry.bulletin, entry.channel, started.astimezone(tz).date())
-        total = totals.setdefault(
-            key, {"plays": 0, "completed": 0, "interrupted": 0, "failed": 0, "seconds": 0.0}
-        )
+        total = totals.setdefault(key, dict.fromkeys(_COUNTS, 0.0))
+        total[entry.outcome] += 1
+        if entry.outcome == "skipped":
+            why = reasons.setdefault(key, {})
+            why[entry.reason or "unknown"] = why.get(entry.reason or "unknown", 0) + 1
+            continue
         total["plays"] += 1
-        total[play.entry.outcome] += 1
+        total["replayed"] += 1 if entry.replayed else 0
         total["seconds"] += max(0.0, (ended - started).total_seconds())
     return [
         Row(
@@ -206,9 +221,15 @@ def aggregate(plays: Iterable[Play], tz: tzinfo) -> list[Row]:
             int(t["interrupted"]),
             int(t["failed"]),
             round(t["seconds"]),
+            int(t["replayed"]),
+            int(t["skipped"]),
+            tuple(sorted(reasons.get((ward, device, bulletin, channel, day), {}).items())),
         )
         for (ward, device, bulletin, channel, day), t in sorted(totals.items())
     ]
+
+
+_COUNTS = ("plays", "completed", "interrupted", "replayed", "failed", "skipped", "seconds")
 
 
 def write_csv(rows: Iterable[Row], out: TextIO) -> None:

@@ -148,18 +148,32 @@ def test_collect_and_report(tmp_path: Path, broker: Broker) -> None:
         rows = list(csv.reader(fh))
     assert rows == [
         list(COLUMNS),
-        ["", DEV4, "tb-03", "screen", "2026-11-26", "1", "1", "0", "0", "20"],
-        ["q10-p12", DEV1, "tb-01", "screen", "2026-11-26", "2", "1", "1", "0", "20"],
-        ["q10-p12", DEV1, "tb-01", "screen", "2026-11-27", "1", "1", "0", "0", "30"],
-        ["q10-p13", DEV2, "tb-02", "screen", "2026-11-26", "1", "0", "0", "1", "0"],
-        ["q10-p14", DEV3, "tb-03", "screen", "2026-11-26", "1", "1", "0", "0", "60"],
+        ["", DEV4, "tb-03", "screen", "2026-11-26", "1", "1", "0", "0", "20", "0", "0", ""],
+        ["q10-p12", DEV1, "tb-01", "screen", "2026-11-26", "2", "1", "1", "0", "20", "0", "0", ""],
+        ["q10-p12", DEV1, "tb-01", "screen", "2026-11-27", "1", "1", "0", "0", "30", "0", "0", ""],
+        ["q10-p13", DEV2, "tb-02", "screen", "2026-11-26", "1", "0", "0", "1", "0", "0", "0", ""],
+        ["q10-p14", DEV3, "tb-03", "screen", "2026-11-26", "1", "1", "0", "0", "60", "0", "0", ""],
     ]
 
     # Without --out the CSV goes to stdout; another time zone moves the morning play back.
     utc = control_cli("report", str(out), str(out), "--tz", "UTC")
     assert utc.returncode == 0, utc.stderr
     utc_rows = list(csv.reader(io.StringIO(utc.stdout)))
-    assert ["q10-p12", DEV1, "tb-01", "screen", "2026-11-26", "3", "2", "1", "0", "50"] in utc_rows
+    assert [
+        "q10-p12",
+        DEV1,
+        "tb-01",
+        "screen",
+        "2026-11-26",
+        "3",
+        "2",
+        "1",
+        "0",
+        "50",
+        "0",
+        "0",
+        "",
+    ] in utc_rows
     assert "10 duplicate entries ignored" in utc.stderr  # the same file twice
 
     bad = control_cli("report", str(out), "--tz", "Mars/Olympus")

@@ -53,7 +53,7 @@ def line(device: str, ward: str | None, *entries: dict[str, Any]) -> str:
 
 def report(lines: list[str], tz: ZoneInfo = HCM) -> list[tuple[Any, ...]]:
     rows = aggregate(read_collected(lines).plays, tz)
-    return [(*r.cells()[:5], *(int(c) for c in r.cells()[5:])) for r in rows]
+    return [(*r.cells()[:5], *(int(c) for c in r.cells()[5:10])) for r in rows]
 
 
 # --------------------------------------------------------------------------- wards
@@ -126,7 +126,7 @@ def test_bad_lines_and_entries_are_skipped_and_counted() -> None:
         "[]",
         '{"device": 5, "playlog": {"entries": []}}',
         "",
-        line(DEV1, "q10-p12", entry("b", outcome="skipped"), entry("c", start="yesterday")),
+        line(DEV1, "q10-p12", entry("b", outcome="exploded"), entry("c", start="yesterday")),
         line(DEV1, "q10-p12", {"id": "d"}, entry("e")),
     ]
     reading = read_collected(lines)
@@ -176,6 +176,25 @@ def test_outcomes_and_seconds() -> None:
     ]
 
 
+def test_replays_and_skips_are_counted_with_their_reasons() -> None:
+    lines = [
+        line(
+            DEV1,
+            "q10-p12",
+            {**entry("a", outcome="interrupted", channel="speaker"), "replayed": True},
+            entry("b", channel="speaker"),
+            {**entry("c", outcome="interrupted", channel="speaker"), "replayed": False},
+            {**entry("d", outcome="skipped", channel="speaker"), "reason": "late_for_play_at"},
+            {**entry("e", outcome="skipped", channel="speaker"), "reason": "queue_full"},
+            {**entry("f", outcome="skipped", channel="speaker"), "reason": "queue_full"},
+        )
+    ]
+    [row] = aggregate(read_collected(lines).plays, HCM)
+    assert (row.plays, row.completed, row.interrupted, row.replayed) == (3, 1, 2, 1)
+    assert row.skipped == 3
+    assert row.cells()[-1] == "late_for_play_at=1;queue_full=2"
+
+
 def test_fractional_seconds_are_summed_before_rounding() -> None:
     entries = [entry(f"e{n}", "2026-11-26T01:00:00.400Z", "2026-11-26T01:00:01Z") for n in range(5)]
     assert report([line(DEV1, "w1", *entries)])[0][-1] == 3  # 5 x 0.6 s
@@ -217,8 +236,8 @@ def test_csv() -> None:
     write_csv(rows, out)
     assert out.getvalue() == (
         ",".join(COLUMNS) + "\n"
-        f",{DEV2},tb-02,screen,2026-11-26,1,0,0,1,0\n"
-        f"q10-p12,{DEV1},tb-01,screen,2026-11-26,3,2,1,0,37\n"
+        f",{DEV2},tb-02,screen,2026-11-26,1,0,0,1,0,0,0,\n"
+        f"q10-p12,{DEV1},tb-01,screen,2026-11-26,3,2,1,0,37,0,0,\n"
     )
     assert COLUMNS == (
         "ward",
@@ -231,6 +250,9 @@ def test_csv() -> None:
         "interrupted",
         "failed",
         "seconds",
+        "replayed",
+        "skipped",
+        "skip_reasons",
     )
 
 
