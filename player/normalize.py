@@ -36,6 +36,7 @@ from player.numbers import (
 from player.readings import (
     ABBREVIATIONS,
     CONTEXT_ABBREVIATIONS,
+    COUNTED_PER_UNIT,
     DATE_AFTER,
     DATE_BEFORE,
     DATE_WEAK_BEFORE,
@@ -50,6 +51,7 @@ from player.readings import (
     STREET_WORDS,
     SYLLABLE_KEYS,
     UNITS,
+    YEARS,
 )
 from player.text import nfc
 
@@ -60,6 +62,7 @@ _Rule = tuple[re.Pattern[str], _Replace]
 
 # A digit touching a word is spaced off before a second pass, so only a letter counts as touching.
 _LETTER = r"[^\W\d_]"
+_NO_LETTER_BEFORE = r"(?<![^\W\d_])"
 _NO_LETTER_AFTER = r"(?![^\W\d_])"
 
 
@@ -138,7 +141,7 @@ def _constant(words: str) -> _Replace:
 
 def _ends_with(words: Iterable[str], tail: str = r"\s*[,(:]?\s*$") -> re.Pattern[str]:
     """The end of a text: one of ``words`` as a whole word, then ``tail``."""
-    return re.compile(r"(?<!\w)(?:" + _words(words) + ")" + tail, re.IGNORECASE)
+    return re.compile(_NO_LETTER_BEFORE + "(?:" + _words(words) + ")" + tail, re.IGNORECASE)
 
 
 def _starts_with(words: Iterable[str]) -> re.Pattern[str]:
@@ -189,7 +192,8 @@ def _in_capitals(m: re.Match[str]) -> bool:
     text = m.string
     near = re.findall(r"\w+", text[max(0, m.start() - 30) : m.start()])[-1:]
     near += re.findall(r"\w+", text[m.end() : m.end() + 30])[:1]
-    return any(w.isupper() and len(w) > 1 and w not in ABBREVIATIONS for w in near)
+    # Digits are read out and spaced off, so only a word of letters counts.
+    return any(w.isalpha() and w.isupper() and len(w) > 1 and w not in ABBREVIATIONS for w in near)
 
 
 def _abbreviation_pattern() -> re.Pattern[str]:
@@ -289,14 +293,14 @@ _DATE_BEFORE = _ends_with((*DAY_WORDS, *STREET_WORDS, *DATE_BEFORE))
 _DATE_AFTER = _starts_with(DATE_AFTER)
 _FRACTION_BEFORE = _ends_with(FRACTION_BEFORE, r"\s*:?\s*$")
 _FRACTION_AFTER = _starts_with(FRACTION_AFTER)
-_DATE_WEAK_BEFORE = re.compile(
-    r"(?:(?<!\w)(?:" + _words(DATE_WEAK_BEFORE) + r")\s*:?|:)\s*$", re.IGNORECASE
-)
+_DATE_WEAK_BEFORE = _ends_with(DATE_WEAK_BEFORE, r"\s*:?\s*$")
 # The previous item of a list of dates, already read: "ngày tám tháng chín và 10/9".
 _DATE_LIST_BEFORE = re.compile(
-    r"(?<!\w)tháng\s+(?:" + _MONTH_WORDS + r")(?:\s+năm(?:\s+[^\W\d_]+){1,8}?)?"
+    _NO_LETTER_BEFORE + r"tháng\s+(?:" + _MONTH_WORDS + r")(?:\s+năm(?:\s+[^\W\d_]+){1,8}?)?"
     r"\s*(?:,|và|hoặc|đến|tới|[-–])\s*$"
 )
+# A named day: "Ngày Pháp luật Việt Nam 9/11", "Ngày Nhà giáo Việt Nam 20/11".
+_NAMED_DAY_BEFORE = re.compile(_NO_LETTER_BEFORE + r"Ngày(?:\s+[^\W\d_]+){1,6}\s*[,(]?\s*$")
 _DATE_LIST_AFTER = re.compile(r"\s*(?:,|và|hoặc|đến|tới|[-–])\s*(?i:ngày)\s")
 _THANG_BEFORE = _ends_with(("tháng",), r"\s+$")
 _CONTEXT_REACH = 60  # characters of context looked at on each side
@@ -351,10 +355,10 @@ def _day_range(m: re.Match[str]) -> str:
 
 def _month_year(m: re.Match[str]) -> str:
     month = int(m.group(1))
-    if not 1 <= month <= 12:
-        return m.group(0)
     start = m.start()
     said = _THANG_BEFORE.search(m.string, max(0, start - 10), start)
+    if not 1 <= month <= 12 or not (said or int(m.group(2)) in YEARS):
+        return m.group(0)
     words = f"{'' if said else 'tháng '}{read_month(month)} năm {read_number(int(m.group(2)))}"
     return _spaced(m, words)
 
@@ -384,10 +388,12 @@ def _date_or_fraction(m: re.Match[str]) -> str:
     """A bare "a/b": a fraction ("3/4 dân số"), unless its context makes it a date.
 
     A date when the day and month are valid and the text around says so: a day word, a part of
-    the day or a weekday just before ("ngày", "hôm", "chiều", "thứ Hai"), or a weekday just
-    after; or, when nothing says "share" ("chiếm", "số hộ"), a weaker word before ("từ",
-    "đến", "hạn chót") or a list of dates around it. "30/6" cannot be a fraction, so it is a
-    date. What is neither is left for the "trên" rule.
+    the day or a weekday just before ("ngày", "hôm", "chiều", "thứ Hai") or a weekday just
+    after. Then a share word before ("chiếm", "khoảng") makes it a fraction; a weaker date word
+    before ("từ", "đến", "hạn chót"), a named day ("Ngày Pháp luật 9/11") or a list of dates
+    around it a date, unless a whole follows
+    ("số hộ", "dân số"). "30/6" cannot be a fraction, so it is a date. What is neither is left
+    for the "trên" rule.
     """
     a, b = m.group("a"), m.group("b")
     num, den = int(a), int(b)
@@ -399,15 +405,18 @@ def _date_or_fraction(m: re.Match[str]) -> str:
         not share or _DATE_BEFORE.search(text, lo, start) or _DATE_AFTER.match(text, end, hi)
     ):
         return _date(m, a, b, None)
-    if share and (_FRACTION_BEFORE.search(text, lo, start) or _FRACTION_AFTER.match(text, end)):
+    if not share:
+        return m.group(0)
+    if _FRACTION_BEFORE.search(text, lo, start) or _FRACTION_AFTER.match(text, end):
         return _spaced(m, read_fraction(num, den))
     if dated and (
         _DATE_WEAK_BEFORE.search(text, lo, start)
+        or _NAMED_DAY_BEFORE.search(text, lo, start)
         or _DATE_LIST_BEFORE.search(text, lo, start)
         or _DATE_LIST_AFTER.match(text, end, hi)
     ):
         return _date(m, a, b, None)
-    return _spaced(m, read_fraction(num, den)) if share else m.group(0)
+    return _spaced(m, read_fraction(num, den))
 
 
 _ROMAN_BEFORE = _ends_with(
@@ -441,7 +450,7 @@ def _roman_value(numeral: str) -> int | None:
 
 _HOUR_IN_G = re.compile(r"\d{1,2}g(?:\d{2})?(?!\w)")
 _HOUR_WORD_BEFORE = _ends_with(("lúc", "từ", "đến", "tới", "vào"), r"\s+$")
-_RATIO_BEFORE = _ends_with(("tỷ lệ", "tỉ lệ", "tỷ số", "tỉ số"), r"\s*:?\s*$")
+_RATIO_BEFORE = _ends_with(("tỷ lệ", "tỉ lệ", "tỷ số", "tỉ số", "bản đồ"), r"\s*:?\s*$")
 _CALL_BEFORE = _ends_with(
     ("gọi", "tổng đài", "đường dây nóng", "hotline", "điện thoại"), r"\s*:?\s*$"
 )
@@ -483,9 +492,30 @@ def _ordinal_number(m: re.Match[str]) -> str:
     return f"{m.group(1)} {read_ordinal(int(m.group(2)))}"
 
 
+_UNIT_KEYS = _words(UNITS)
+# What a unit is per: "/người", "/3 giờ", "/100 ml".
+_PER = r"/(?:(\d+)\s*(giờ|ngày|" + _UNIT_KEYS + ")|(" + _LETTER + r"[^\W_]*))"
+_PER_PART = re.compile(_PER)
+
+
 def _unit(m: re.Match[str]) -> str:
+    """5km, 4 m3/người/tháng, 150mm/3 giờ, 80 mg/100 ml: the unit, then what it is per."""
+    words = f"{m.group(1)} {UNITS[m.group(2)]}"
+    for part in _PER_PART.finditer(m.group("per")):
+        amount, unit, thing = part.groups()
+        if thing is not None:
+            words += f" một {UNITS.get(thing, thing)}"
+        elif unit in ("h", "giờ", "ngày"):  # the digits are left to the number rule
+            words += f" trong {amount} {UNITS.get(unit, unit)}"
+        else:
+            words += f" trên {amount} {UNITS[unit]}"
     after = m.end() < len(m.string) and m.string[m.end()].isalnum()
-    return f"{m.group(1)} {UNITS[m.group(2)]}" + (" " if after else "")
+    return words + (" " if after else "")
+
+
+def _per_unit(m: re.Match[str]) -> str:
+    """A thing per unit: "người/km2" is "người trên ki lô mét vuông"."""
+    return f"{m.group(1)} trên {UNITS[m.group(2)]}"
 
 
 def _per(m: re.Match[str]) -> str:
@@ -499,12 +529,17 @@ def _number(m: re.Match[str]) -> str:
     words = read_integer(re.sub(r"[.,]", "", whole))
     if fraction is not None:
         words += " phẩy " + read_decimals(fraction)
+    # Two numbers side by side ("trên BĐ3 2,82m") would run together: a pause between them.
+    if _NEXT_NUMBER.match(m.string, m.end()):
+        words += ","
     return _spaced(m, words)
+
+
+_NEXT_NUMBER = re.compile(r"[^\S\n]+[-+]?\d")
 
 
 _END = r"(?![\d/]|[.,\-]\d)"
 _DASH = r"\s*[-–—]\s*"
-_UNIT_KEYS = _words(UNITS)
 _NGAY = _cased("ngày")
 _THANG = _cased("tháng")
 _NOT_IN_NUMBER = r"[\d/.,\-]"  # what may not come just before a day or a month
@@ -516,9 +551,10 @@ _RULES: tuple[_Rule, ...] = (
         _unless_after(_LETTER, _road),
     ),
     (
-        re.compile(r"(\d\d)([A-Z]{1,2}\d?)-(\d{3}\.\d{2}|\d{4,5})(?![\w.]|,\d)"),
+        re.compile(r"(\d\d)([A-Z]{1,2}\d?)-(\d{3}\.\d{2}|\d{4,5})(?!\w|[.,]\d)"),
         _unless_after(r"[\w.\-]", _plate),
     ),
+    (re.compile("(?:" + _words(FIXED_READINGS) + r")(?![\d/])"), _unless_after(r"[\d/]", _fixed)),
     (_abbreviation_pattern(), _unless_after(_LETTER, _abbreviation)),
     (
         re.compile("([" + "".join(DIVISIONS) + r"])(?:\.\s*|(?=\d))(?=(\w))"),
@@ -538,7 +574,6 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(r"\d\d{2,4}(?!\w)"),
         _unless_after(r"[\d.,]", _when_before(_CALL_BEFORE, _digits_one_by_one)),
     ),
-    (re.compile("(?:" + _words(FIXED_READINGS) + r")(?![\d/])"), _unless_after(r"[\d/]", _fixed)),
     (
         re.compile(r"\d+[A-Z]?(?:/\d+[A-Z]?)+(?![\w/])"),
         _unless_after(r"[\w/.,\-]", _address),
@@ -621,10 +656,24 @@ _RULES: tuple[_Rule, ...] = (
         re.compile("(" + _cased("thứ") + r")\s+(\d{1,3})(?![\d]|[.,]\d)"),
         _unless_after(_LETTER, _ordinal_number),
     ),
-    (re.compile(r"(\d)\s*(" + _UNIT_KEYS + r")(?!\w)"), _unit),
+    (
+        re.compile(r"(\d)\s*(" + _UNIT_KEYS + r")(?P<per>(?:" + _PER + r")*)(?!\w)"),
+        _unit,
+    ),
+    (
+        re.compile(
+            "("
+            + _words(COUNTED_PER_UNIT)
+            + ")/("
+            + _words(k for k in UNITS if len(k) > 1)
+            + ")"
+            + _NO_LETTER_AFTER
+        ),
+        _unless_after(_LETTER, _per_unit),
+    ),
     (
         re.compile("(" + _words(MONEY_WORDS) + r")((?:/[^\W_]+)+)"),
-        _unless_after(r"\w", _per),
+        _unless_after(_LETTER, _per),
     ),
     (re.compile(r"/(?<=\d/)(?=\d)"), _constant(" trên ")),
     (

@@ -40,6 +40,7 @@ ABBREVIATIONS: Final[dict[str, str]] = {
     "ĐVTN": "đoàn viên thanh niên",
     "TNCS": "thanh niên cộng sản",
     "HLHPN": "hội liên hiệp phụ nữ",
+    "LHPN": "liên hiệp phụ nữ",
     "HND": "hội nông dân",
     "HCCB": "hội cựu chiến binh",
     "CCB": "cựu chiến binh",
@@ -207,6 +208,8 @@ UNITS: Final[dict[str, str]] = {
     "m/s": "mét trên giây",
     "mg/l": "mi li gam trên lít",
     "mm/h": "mi li mét trên giờ",
+    "µg/m³": "micrô gam trên mét khối",
+    "µg/m3": "micrô gam trên mét khối",
     "km²": "ki lô mét vuông",
     "km2": "ki lô mét vuông",
     "m²": "mét vuông",
@@ -221,6 +224,8 @@ UNITS: Final[dict[str, str]] = {
     "mg": "mi li gam",
     "g": "gam",
     "ha": "héc ta",
+    "tấn": "tấn",
+    "lít": "lít",
     "ml": "mi li lít",
     "l": "lít",
     "kWh": "ki lô oát giờ",
@@ -246,8 +251,13 @@ UNITS: Final[dict[str, str]] = {
     "h": "giờ",
 }
 
-# "200.000 đồng/hộ" is "hai trăm nghìn đồng một hộ": a price per thing says "một".
+# "200.000 đồng/hộ" is "hai trăm nghìn đồng một hộ": a price per thing says "một", and so does
+# an amount per thing or time after a unit ("4 m3/người/tháng", "250 kWh/tháng"); an amount per
+# number of hours is "trong" ("150mm/3 giờ").
 MONEY_WORDS: Final[tuple[str, ...]] = ("đồng", "đô la")
+
+# Things counted per unit: "25.000 người/km2" is "hai mươi lăm nghìn người trên ki lô mét vuông".
+COUNTED_PER_UNIT: Final[tuple[str, ...]] = ("người", "hộ", "nhân khẩu", "xe", "cây", "con")
 
 # Written forms read as a whole, before any number rule sees them.
 FIXED_READINGS: Final[dict[str, str]] = {
@@ -436,6 +446,8 @@ DATE_AFTER: Final[tuple[str, ...]] = (
 )
 # Signs of a fraction: a share of something ("chiếm 1/3", "2/5 số hộ").
 FRACTION_BEFORE: Final[tuple[str, ...]] = (
+    "lên đến",
+    "lên tới",
     "chiếm",
     "khoảng",
     "gần",
@@ -453,10 +465,13 @@ FRACTION_BEFORE: Final[tuple[str, ...]] = (
     "tỷ lệ",
     "tỉ lệ",
 )
+# Only words that name a whole: a noun that can start a sentence ("Từ 1/7 người lao động được
+# tăng lương") says nothing against a date.
 FRACTION_AFTER: Final[tuple[str, ...]] = (
     "dân số",
     "số",
     "tổng",
+    "tổng số",
     "diện tích",
     "lượng",
     "khối lượng",
@@ -467,18 +482,6 @@ FRACTION_AFTER: Final[tuple[str, ...]] = (
     "trong số",
     "của",
     "còn lại",
-    "hộ",
-    "người",
-    "cử tri",
-    "học sinh",
-    "đại biểu",
-    "thành viên",
-    "lực lượng",
-    "quãng đường",
-    "chiều dài",
-    "thời gian",
-    "đoạn",
-    "phần",
 )
 # Weaker signs of a date, when nothing says fraction: "từ 8/9", "hạn chót 30/6".
 DATE_WEAK_BEFORE: Final[tuple[str, ...]] = (
@@ -500,4 +503,7 @@ DATE_WEAK_BEFORE: Final[tuple[str, ...]] = (
     "chào mừng",
     "quốc khánh",
     "dương lịch",
+    "thời gian",
 )
+# Years of a bare "m/yyyy" ("12/2026"); "1/1000" is a fraction.
+YEARS: Final[range] = range(1900, 2100)
