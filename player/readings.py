@@ -259,6 +259,39 @@ MONEY_WORDS: Final[tuple[str, ...]] = ("đồng", "đô la")
 # Things counted per unit: "25.000 người/km2" is "hai mươi lăm nghìn người trên ki lô mét vuông".
 COUNTED_PER_UNIT: Final[tuple[str, ...]] = ("người", "hộ", "nhân khẩu", "xe", "cây", "con")
 
+# Words after which a number is read in a particular way.
+ADDRESS_WORDS: Final[tuple[str, ...]] = (  # "hẻm 12/3" is "hẻm mười hai trên ba"
+    "số nhà",
+    "nhà số",
+    "hẻm số",
+    "số",
+    "hẻm",
+    "ngõ",
+    "ngách",
+    "kiệt",
+    "nhà",
+)
+CALL_WORDS: Final[tuple[str, ...]] = (  # "gọi 114" is "gọi một một bốn"
+    "gọi",
+    "tổng đài",
+    "đường dây nóng",
+    "hotline",
+    "điện thoại",
+)
+HOUR_WORDS: Final[tuple[str, ...]] = ("lúc", "từ", "đến", "tới", "vào")  # "từ 7g" is 7 o'clock
+RATIO_WORDS: Final[tuple[str, ...]] = ("tỷ lệ", "tỉ lệ", "tỷ số", "tỉ số", "bản đồ")  # 1:500
+ROMAN_KEYWORDS: Final[tuple[str, ...]] = (  # "Quý IV", "lần thứ XIII"; after "thứ", ordinal
+    "quý",
+    "khóa",
+    "khoá",
+    "đại hội",
+    "thế kỷ",
+    "thế kỉ",
+    "chương",
+    "lần thứ",
+    "thứ",
+)
+
 # Written forms read as a whole, before any number rule sees them.
 FIXED_READINGS: Final[dict[str, str]] = {
     "24/24h": "hai tư trên hai tư giờ",
