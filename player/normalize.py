@@ -1,260 +1,150 @@
 """Vietnamese text normalization for speech: what the announcer would say, in words.
 
 Piper and espeak-ng read "08/9" digit by digit and "UBND" letter by letter, so text is rewritten
-before synthesis: numbers by the northern reading rules (mốt, tư, lăm, linh, mươi; nghìn, triệu,
-tỷ), dates, times, percentages, units, phone numbers digit by digit, and the abbreviations of ward
-notices. Rules run in a fixed order, the most specific first: a phone number is claimed before it
-can look like a date, a date before it can look like a range. Text that no rule claims keeps its
-case and punctuation, so sentence breaks survive. Pure Python, no I/O, and it never raises.
+before synthesis: numbers by the northern reading rules (``player.numbers``), legal document
+numbers (``player.documents``), dates, fractions, ranges, times, units, phone numbers digit by
+digit, and the abbreviations of ward notices. What each written form is read as lives in tables
+(``player.readings``); this module holds the rules that find the forms and pick a reading by
+context. Rules run in a fixed order, the most specific first: a document number is claimed
+before its codes can look like abbreviations, a phone number before it can look like a date, a
+date before it can look like a range. Text that no rule claims keeps its case and punctuation,
+so sentence breaks survive. Pure Python, no I/O, and it never raises. The dates and fractions
+are in ``player.dates``; ``player.patterns`` says why every pattern begins with a character.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
+from player.dates import DATE_RULES
+from player.documents import DOCUMENT_NUMBER, read_document_number
+from player.numbers import (
+    read_decimals,
+    read_digits,
+    read_integer,
+    read_number,
+    read_ordinal,
+)
+from player.patterns import (
+    DASH,
+    LETTER,
+    NO_LETTER_AFTER,
+    Rule,
+    cased,
+    constant,
+    ends_with,
+    one_of,
+    spaced,
+    unless_after,
+    when_before,
+)
+from player.readings import (
+    ABBREVIATIONS,
+    ADDRESS_WORDS,
+    CALL_WORDS,
+    CONTEXT_ABBREVIATIONS,
+    COUNTED_PER_UNIT,
+    DIVISIONS,
+    FIXED_READINGS,
+    HOUR_WORDS,
+    MONEY_WORDS,
+    RATIO_WORDS,
+    ROADS,
+    ROADS_ATTACHED_ONLY,
+    SYLLABLE_KEYS,
+    UNITS,
+)
 from player.text import nfc
 
 __all__ = ["ABBREVIATIONS", "normalize", "read_digits", "read_number"]
 
-# Government and ward vocabulary, matched case-sensitively as whole tokens; longest key first.
-ABBREVIATIONS: dict[str, str] = {
-    "UBND": "ủy ban nhân dân",
-    "HĐND": "hội đồng nhân dân",
-    "MTTQ": "mặt trận tổ quốc",
-    "MTTQVN": "mặt trận tổ quốc việt nam",
-    "UBMTTQ": "ủy ban mặt trận tổ quốc",
-    "UBMTTQVN": "ủy ban mặt trận tổ quốc việt nam",
-    "ĐCSVN": "đảng cộng sản việt nam",
-    "CHXHCN": "cộng hòa xã hội chủ nghĩa",
-    "CHXHCNVN": "cộng hòa xã hội chủ nghĩa việt nam",
-    "ĐBQH": "đại biểu quốc hội",
-    "BCH": "ban chấp hành",
-    "BCĐ": "ban chỉ đạo",
-    "BQL": "ban quản lý",
-    "TW": "trung ương",
-    "TƯ": "trung ương",
-    "PCT": "phó chủ tịch",
-    "TP.HCM": "thành phố hồ chí minh",
-    "Tp.HCM": "thành phố hồ chí minh",
-    "TPHCM": "thành phố hồ chí minh",
-    "HCM": "hồ chí minh",
-    "TP.": "thành phố",
-    "Tp.": "thành phố",
-    "TP": "thành phố",
-    "TX.": "thị xã",
-    "TT.": "thị trấn",
-    "KP": "khu phố",
-    "TDP": "tổ dân phố",
-    "KDC": "khu dân cư",
-    "KCN": "khu công nghiệp",
-    "CA": "công an",
-    "CSGT": "cảnh sát giao thông",
-    "PCCC": "phòng cháy chữa cháy",
-    "CNCH": "cứu nạn cứu hộ",
-    "ANTT": "an ninh trật tự",
-    "TTATXH": "trật tự an toàn xã hội",
-    "ATGT": "an toàn giao thông",
-    "ATTP": "an toàn thực phẩm",
-    "BHYT": "bảo hiểm y tế",
-    "BHXH": "bảo hiểm xã hội",
-    "BHTN": "bảo hiểm thất nghiệp",
-    "TTYT": "trung tâm y tế",
-    "TYT": "trạm y tế",
-    "BV": "bệnh viện",
-    "THCS": "trung học cơ sở",
-    "THPT": "trung học phổ thông",
-    "GD&ĐT": "giáo dục và đào tạo",
-    "HSSV": "học sinh sinh viên",
-    "CMND": "chứng minh nhân dân",
-    "CCCD": "căn cước công dân",
-    "TTHC": "thủ tục hành chính",
-    "SĐT": "số điện thoại",
-    "ĐT": "điện thoại",
-    "QĐ": "quyết định",
-    "NĐ-CP": "nghị định chính phủ",
-    "NĐ": "nghị định",
-    "ĐTN": "đoàn thanh niên",
-    "HLHPN": "hội liên hiệp phụ nữ",
-    "HCCB": "hội cựu chiến binh",
-    "CCB": "cựu chiến binh",
-    "NTM": "nông thôn mới",
-    "HTX": "hợp tác xã",
-    "KT-XH": "kinh tế xã hội",
-    "VN": "việt nam",
-    "COVID-19": "cô vít mười chín",
-    "Covid-19": "cô vít mười chín",
-    "COVID": "cô vít",
-    "Covid": "cô vít",
-    "Đ/c": "đồng chí",
-    "đ/c": "đồng chí",
-    "V/v": "về việc",
-    "v/v": "về việc",
-    "v.v.": "vân vân",
-}
 
-# Keys that are also Vietnamese syllables: in an all-caps line ("THỨ TƯ") they are words.
-_SYLLABLE_KEYS = frozenset({"CA", "TƯ"})
+# ------------------------------------------------------------------------ abbreviations
 
-_DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
-_UNITS_AFTER_MUOI = {1: "mốt", 4: "tư", 5: "lăm"}
-_SCALES = ((1_000_000_000, "tỷ"), (1_000_000, "triệu"), (1_000, "nghìn"))
-_LONGEST_NUMBER = 15  # beyond this a digit string is a code, read digit by digit
-
-# After a number, longest first. "h" comes after the time rules have taken "17h30".
-_UNITS = {
-    "km²": "ki lô mét vuông",
-    "km2": "ki lô mét vuông",
-    "km/h": "ki lô mét trên giờ",
-    "m/s": "mét trên giây",
-    "m²": "mét vuông",
-    "m2": "mét vuông",
-    "m³": "mét khối",
-    "m3": "mét khối",
-    "km": "ki lô mét",
-    "cm": "xen ti mét",
-    "mm": "mi li mét",
-    "m": "mét",
-    "kg": "ki lô gam",
-    "mg": "mi li gam",
-    "g": "gam",
-    "ha": "héc ta",
-    "ml": "mi li lít",
-    "l": "lít",
-    "kWh": "ki lô oát giờ",
-    "kW": "ki lô oát",
-    "°C": "độ xê",
-    "°": "độ",
-    "%": "phần trăm",
-    "VNĐ": "đồng",
-    "VND": "đồng",
-    "vnđ": "đồng",
-    "đ": "đồng",
-    "USD": "đô la",
-    "k": "nghìn",
-    "h": "giờ",
-}
+_Context = tuple[re.Pattern[str] | None, re.Pattern[str] | None, str]
 
 
-def read_number(n: int) -> str:
-    """Read an integer the northern way: 105 "một trăm linh năm", 2026 "hai nghìn không trăm
-    hai mươi sáu", 1_005_000 "một triệu không trăm linh năm nghìn"."""
-    if n < 0:
-        return "âm " + read_number(-n)
-    if n == 0:
-        return _DIGITS[0]
-    return _read(n, leading=True)
+def _context_abbreviations() -> dict[str, list[_Context]]:
+    table: dict[str, list[_Context]] = {}
+    for key, before, after, words in CONTEXT_ABBREVIATIONS:
+        rule = (re.compile(before) if before else None, re.compile(after) if after else None)
+        table.setdefault(key, []).append((*rule, words))
+    return table
 
 
-def read_digits(text: str) -> str:
-    """Read every digit in ``text`` on its own: "0912" is "không chín một hai"."""
-    return " ".join(_DIGITS[int(c)] for c in text if c.isdecimal())
-
-
-def _read(n: int, leading: bool) -> str:
-    # A group after the first is read in full: 1_000_005 is "một triệu không trăm linh năm".
-    for size, name in _SCALES:
-        if n >= size:
-            high, low = divmod(n, size)
-            spoken = f"{_read(high, leading)} {name}"
-            return f"{spoken} {_read(low, leading=False)}" if low else spoken
-    hundreds, rest = divmod(n, 100)
-    tens, units = divmod(rest, 10)
-    words = [_DIGITS[hundreds], "trăm"] if hundreds or not leading else []
-    if tens == 0:
-        if units:
-            words += ["linh", _DIGITS[units]] if words else [_DIGITS[units]]
-    elif tens == 1:
-        words.append("mười")
-        if units:
-            words.append("lăm" if units == 5 else _DIGITS[units])
-    else:
-        words += [_DIGITS[tens], "mươi"]
-        if units:
-            words.append(_UNITS_AFTER_MUOI.get(units, _DIGITS[units]))
-    return " ".join(words)
-
-
-def _read_integer(digits: str) -> str:
-    if len(digits) > _LONGEST_NUMBER or (len(digits) > 3 and digits[0] == "0"):
-        return read_digits(digits)
-    return read_number(int(digits))
-
-
-def _read_fraction(digits: str) -> str:
-    if len(digits) > 3:
-        return read_digits(digits)
-    zeros = len(digits) - len(digits.lstrip("0"))
-    words = [_DIGITS[0]] * zeros
-    if digits.lstrip("0"):
-        words.append(read_number(int(digits)))
-    return " ".join(words)
-
-
-def _month(m: int) -> str:
-    return "tư" if m == 4 else read_number(m)
-
-
-def _ordinal(n: int) -> str:
-    return {1: "nhất", 4: "tư"}.get(n, read_number(n))
-
-
-def _is_date(day: int, month: int) -> bool:
-    return 1 <= day <= 31 and 1 <= month <= 12
-
-
-# A digit touching a word is spaced off before a second pass, so only a letter counts as touching.
-_NO_LETTER_BEFORE = r"(?<![^\W\d_])"
-_NO_LETTER_AFTER = r"(?![^\W\d_])"
-
-_Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
-
-
-def _spaced(m: re.Match[str], words: str) -> str:
-    """Words in place of a match, kept apart from letters or digits that touch it."""
-    text = m.string
-    before = " " if m.start() > 0 and text[m.start() - 1].isalnum() else ""
-    after = " " if m.end() < len(text) and text[m.end()].isalnum() else ""
-    return before + words + after
+_CONTEXT = _context_abbreviations()
 
 
 def _abbreviation(m: re.Match[str]) -> str:
     key = m.group("key")
-    if key in _SYLLABLE_KEYS and _in_capitals(m):
-        return m.group(0)
-    words = ABBREVIATIONS[key]
+    words = _context_reading(m, key)
+    if words is None:
+        if key not in ABBREVIATIONS or (key in SYLLABLE_KEYS and _in_capitals(m)):
+            return m.group(0)
+        words = ABBREVIATIONS[key]
     if key == "v.v." and re.match(r"\s*(?:$|\n|[A-ZĐ])", m.string[m.end() :]):
         words += "."  # the abbreviation's dot also ended the sentence
-    return _spaced(m, words)
+    return spaced(m, words)
+
+
+def _context_reading(m: re.Match[str], key: str) -> str | None:
+    """The reading of the first CONTEXT_ABBREVIATIONS row for ``key`` whose context fits."""
+    for before, after, words in _CONTEXT.get(key, ()):
+        if before is not None and not before.search(m.string, max(0, m.start() - 30), m.start()):
+            continue
+        if after is not None and not after.match(m.string, m.end()):
+            continue
+        return words
+    return None
 
 
 def _in_capitals(m: re.Match[str]) -> bool:
     text = m.string
     near = re.findall(r"\w+", text[max(0, m.start() - 30) : m.start()])[-1:]
     near += re.findall(r"\w+", text[m.end() : m.end() + 30])[:1]
-    return any(w.isupper() and len(w) > 1 and w not in ABBREVIATIONS for w in near)
+    # Digits are read out and spaced off, so only a word of letters counts.
+    return any(w.isalpha() and w.isupper() and len(w) > 1 and w not in ABBREVIATIONS for w in near)
 
 
 def _abbreviation_pattern() -> re.Pattern[str]:
-    keys = sorted(ABBREVIATIONS, key=len, reverse=True)
-    alts = [re.escape(k) + _abbreviation_end(k) for k in keys]
+    keys = one_of({*ABBREVIATIONS, *_CONTEXT}, _abbreviation_end)
     # The dot of "KP.3" belongs to the abbreviation, not to a decimal number.
-    return re.compile(_NO_LETTER_BEFORE + "(?P<key>" + "|".join(alts) + r")(?:\.(?=\d))?")
+    return re.compile("(?P<key>" + keys + r")(?:\.(?=\d))?")
 
 
 def _abbreviation_end(key: str) -> str:
     if key[-1].isalnum():
-        return _NO_LETTER_AFTER
+        return NO_LETTER_AFTER
     # "TP." needs a word after it, so that a sentence's last dot is never taken for it.
     return r"(?=\s*\w)" if key.count(".") == 1 else ""
 
 
-def _district(m: re.Match[str]) -> str:
-    """Q.10, Q10, P.12, Q. Bình Thạnh: a letter is a district or ward before a number or a name."""
+def _division(m: re.Match[str]) -> str:
+    """Q.10, Q10, P.12, Q. Bình Thạnh, H. Củ Chi: a division before its number or its name."""
+    name, numbered = DIVISIONS[m.group(1)]
     following = m.group(2)
+    if following.isdecimal() and not numbered:
+        return m.group(0)
     if not (following.isdecimal() or following.isupper()):
         return m.group(0)
-    return _spaced(m, "quận" if m.group(1) == "Q" else "phường")
+    return spaced(m, name)
+
+
+def _road(m: re.Match[str]) -> str:
+    code, dot, number = m.group(1), m.group(2), m.group(3)
+    if code in ROADS_ATTACHED_ONLY and dot.isspace():
+        return m.group(0)
+    return spaced(m, f"{ROADS[code]} {number}")
+
+
+def _plate(m: re.Match[str]) -> str:
+    """51A-123.45: the province, the series, then the number in groups, digit by digit."""
+    series = re.sub(r"(\d)", lambda d: " " + read_digits(d.group(1)), m.group(2))
+    groups = ", ".join(read_digits(g) for g in m.group(3).split("."))
+    return spaced(m, f"{read_digits(m.group(1))} {series}, {groups}")
+
+
+# ------------------------------------------------------------- phone and house numbers
 
 
 def _phone(m: re.Match[str]) -> str:
@@ -268,90 +158,60 @@ def _phone(m: re.Match[str]) -> str:
                 ("cộng " if g.startswith("+") else "") + read_digits(g) for g in groups[:taken]
             )
             rest = m.group(0)[len(" ".join(groups[:taken])) :]
-            return _spaced(m, spoken) + rest
+            return spaced(m, spoken) + rest
         if count > wanted[-1]:
             break
     return m.group(0)
 
 
 def _digit_groups(m: re.Match[str]) -> str:
-    return _spaced(m, ", ".join(read_digits(g) for g in re.split(r"[ .\-]", m.group(0))))
+    return spaced(m, ", ".join(read_digits(g) for g in re.split(r"[ .\-]", m.group(0))))
 
 
-def _after_keyword(m: re.Match[str]) -> str:
-    return m.group(1) + read_digits(m.group(2))
+def _digits_one_by_one(m: re.Match[str]) -> str:
+    return spaced(m, read_digits(m.group(0)))
+
+
+def _fixed(m: re.Match[str]) -> str:
+    return spaced(m, FIXED_READINGS[m.group(0)])
+
+
+_ADDRESS_BEFORE = ends_with(ADDRESS_WORDS, r"\s+$")
 
 
 def _address(m: re.Match[str]) -> str:
-    return m.group(1) + " trên ".join(_read_integer(p) for p in m.group(2).split("/"))
-
-
-def _date(day: str, month: str, year: str | None, prefix: str | None) -> str | None:
-    d, mo = int(day), int(month)
-    if not _is_date(d, mo):
-        return None
-    words = f"{prefix or 'ngày '}{read_number(d)} tháng {_month(mo)}"
-    return f"{words} năm {read_number(int(year))}" if year else words
-
-
-def _full_date(m: re.Match[str]) -> str:
-    words = _date(m.group("d"), m.group("m"), m.group("y"), m.group("p"))
-    return m.group(0) if words is None else _spaced(m, words)
-
-
-def _day_range(m: re.Match[str]) -> str:
-    first, last, month = int(m.group(2)), int(m.group(3)), m.group(4)
-    if not (_is_date(first, 1) and _is_date(last, 1)):
+    """House numbers, after an address word or ending in a letter: "12/3A" is "mười hai trên
+    ba A"."""
+    parts = re.findall(r"(\d+)([A-Z]?)", m.group(0))
+    start = m.start()
+    if not parts[-1][1] and not _ADDRESS_BEFORE.search(m.string, max(0, start - 20), start):
         return m.group(0)
-    words = f"{m.group(1) or 'ngày '}{read_number(first)} đến {read_number(last)}"
-    if month is None:
-        return _spaced(m, words)
-    if not _is_date(1, int(month)):
-        return m.group(0)
-    words += f" tháng {_month(int(month))}"
-    return _spaced(m, words + (f" năm {read_number(int(m.group(5)))}" if m.group(5) else ""))
+    spoken = " trên ".join(
+        read_integer(n) + (f" {letter}" if letter else "") for n, letter in parts
+    )
+    return spaced(m, spoken)
 
 
-def _month_year(m: re.Match[str]) -> str:
-    month = int(m.group(2))
-    if not 1 <= month <= 12:
-        return m.group(0)
-    words = f"{m.group(1) or 'tháng '}{_month(month)} năm {read_number(int(m.group(3)))}"
-    return _spaced(m, words)
+# ------------------------------------------------------------------ ranges, times, units
+
+_HOUR_IN_G = re.compile(r"\d{1,2}g(?:\d{2})?(?!\w)")
+_HOUR_WORD_BEFORE = ends_with(HOUR_WORDS, r"\s+$")
+_RATIO_BEFORE = ends_with(RATIO_WORDS, r"\s*:?\s*$")
+_CALL_BEFORE = ends_with(CALL_WORDS, r"\s*:?\s*$")
 
 
-def _month_range(m: re.Match[str]) -> str:
-    first, last = int(m.group(2)), int(m.group(3))
-    if not (1 <= first <= 12 and 1 <= last <= 12):
-        return m.group(0)
-    words = f"{m.group(1)}{_month(first)} đến tháng {_month(last)}"
-    return _spaced(m, f"{words} năm {read_number(int(m.group(4)))}")
+def _range(m: re.Match[str]) -> str:
+    """A dash between two quantities is "đến": 7h-11h30, 200-300mm, cấp 12-13, 10%-15%."""
+    first = m.group("a")
+    # "7g-11g": southern notices write the hour with a g; an hour is at most 24.
+    hour = re.fullmatch(r"\d{1,2}g", first) and int(first[:-1]) <= 24
+    if hour and _HOUR_IN_G.match(m.string, m.end()):
+        first = first[:-1] + "h"
+    return first + " đến "
 
 
-def _month_name(m: re.Match[str]) -> str:
-    month = int(m.group(2))
-    return m.group(1) + _month(month) if 1 <= month <= 12 else m.group(0)
-
-
-def _roman(m: re.Match[str]) -> str:
-    value = _roman_value(m.group(2))
-    if value is None:
-        return m.group(0)
-    keyword = m.group(1)
-    words = _ordinal(value) if keyword.lower().endswith("thứ") else read_number(value)
-    year = f" năm {read_number(int(m.group(3)))}" if m.group(3) else ""
-    return _spaced(m, f"{keyword} {words}{year}")
-
-
-_ROMAN = re.compile(r"M{0,3}(CM|CD|D?C{0,3})(XC|XL|L?X{0,3})(IX|IV|V?I{0,3})")
-_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
-
-
-def _roman_value(numeral: str) -> int | None:
-    if not numeral or not _ROMAN.fullmatch(numeral):
-        return None
-    values = [_ROMAN_VALUES[c] for c in numeral]
-    return sum(-v if v < after else v for v, after in zip(values, [*values[1:], 0], strict=True))
+def _hour_in_g(m: re.Match[str]) -> str:
+    return f"{m.group(1)}h" if int(m.group(1)) <= 24 else m.group(0)
 
 
 def _time(m: re.Match[str]) -> str:
@@ -360,105 +220,159 @@ def _time(m: re.Match[str]) -> str:
     if hour > 24 or (minute is not None and int(minute) > 59):
         return m.group(0)
     words = f"{read_number(hour)} giờ"
-    if minute is not None:
+    # "04h00" is "bốn giờ": an announcer never says "không phút".
+    if minute is not None and (int(minute) or second is not None):
         words += f" {read_number(int(minute))} phút"
     if second is not None:
         words += f" {read_number(int(second))} giây"
-    return _spaced(m, words)
+    return spaced(m, words)
+
+
+def _ratio(m: re.Match[str]) -> str:
+    return f"{m.group(1)} trên {m.group(2)}"
 
 
 def _ordinal_number(m: re.Match[str]) -> str:
-    return f"{m.group(1)} {_ordinal(int(m.group(2)))}"
+    return f"{m.group(1)} {read_ordinal(int(m.group(2)))}"
+
+
+_UNIT_KEYS = one_of(UNITS)
+# What a unit is per: "/người", "/3 giờ", "/100 ml".
+_PER = r"/(?:(\d+)\s*(giờ|ngày|" + _UNIT_KEYS + ")|(" + LETTER + r"[^\W_]*))"
+_PER_PART = re.compile(_PER)
 
 
 def _unit(m: re.Match[str]) -> str:
-    return _spaced(m, " " + _UNITS[m.group(1)])
+    """5km, 4 m3/người/tháng, 150mm/3 giờ, 80 mg/100 ml: the unit, then what it is per."""
+    words = f"{m.group(1)} {UNITS[m.group(2)]}"
+    for part in _PER_PART.finditer(m.group("per")):
+        amount, unit, thing = part.groups()
+        if thing is not None:
+            words += f" một {UNITS.get(thing, thing)}"
+        elif unit in ("h", "giờ", "ngày"):  # the digits are left to the number rule
+            words += f" trong {amount} {UNITS.get(unit, unit)}"
+        else:
+            words += f" trên {amount} {UNITS[unit]}"
+    after = m.end() < len(m.string) and m.string[m.end()].isalnum()
+    return words + (" " if after else "")
+
+
+def _per_unit(m: re.Match[str]) -> str:
+    """A thing per unit: "người/km2" is "người trên ki lô mét vuông"."""
+    return f"{m.group(1)} trên {UNITS[m.group(2)]}"
+
+
+def _per(m: re.Match[str]) -> str:
+    """A price per thing: "đồng/hộ" is "đồng một hộ", "đồng/kWh" "đồng một ki lô oát giờ"."""
+    things = m.group(2).split("/")[1:]
+    return m.group(1) + "".join(f" một {UNITS.get(thing, thing)}" for thing in things)
 
 
 def _number(m: re.Match[str]) -> str:
     whole, fraction = m.group(1), m.group(2)
-    words = _read_integer(re.sub(r"[.,]", "", whole))
+    words = read_integer(re.sub(r"[.,]", "", whole))
     if fraction is not None:
-        words += " phẩy " + _read_fraction(fraction)
-    return _spaced(m, words)
+        words += " phẩy " + read_decimals(fraction)
+    # Two numbers side by side ("trên BĐ3 2,82m") would run together: a pause between them.
+    if _NEXT_NUMBER.match(m.string, m.end()):
+        words += ","
+    return spaced(m, words)
 
 
-def _constant(words: str) -> Callable[[re.Match[str]], str]:
-    return lambda m: _spaced(m, words)
+_NEXT_NUMBER = re.compile(r"[^\S\n]+[-+]?\d")
 
 
-_DAY = r"(?<![\d/.,\-])(?P<p>(?i:ngày)\s+)?(?P<d>\d{1,2})"
-_END = r"(?![\d/]|[.,\-]\d)"
-_UNIT_KEYS = "|".join(re.escape(k) for k in sorted(_UNITS, key=len, reverse=True))
-
-_RULES: tuple[_Rule, ...] = (
-    (_abbreviation_pattern(), _abbreviation),
-    (re.compile(_NO_LETTER_BEFORE + r"([QP])(?:\.\s*|(?=\d))(?=(\w))"), _district),
-    (re.compile(r"\s*&\s*"), _constant(" và ")),
+_RULES: tuple[Rule, ...] = (
+    (DOCUMENT_NUMBER, read_document_number),
+    (
+        re.compile("(" + one_of(ROADS) + r")(\.\s?|\s|)(\d{1,3}[A-Z]?)(?![\d.,]\d|\w)"),
+        unless_after(LETTER, _road),
+    ),
+    (
+        re.compile(r"(\d\d)([A-Z]{1,2}\d?)-(\d{3}\.\d{2}|\d{4,5})(?!\w|[.,]\d)"),
+        unless_after(r"[\w.\-]", _plate),
+    ),
+    (re.compile("(?:" + one_of(FIXED_READINGS) + r")(?![\d/])"), unless_after(r"[\d/]", _fixed)),
+    (_abbreviation_pattern(), unless_after(LETTER, _abbreviation)),
+    (
+        re.compile("([" + "".join(DIVISIONS) + r"])(?:\.\s*|(?=\d))(?=(\w))"),
+        unless_after(LETTER, _division),
+    ),
+    (re.compile("&"), constant(" và ")),
     # Digits read one by one: phone numbers, hotlines, short numbers called by phone.
     (
-        re.compile(
-            r"(?<![\w+.,])(?:\+84[ .\-]?|0)(?:\d{9,10}|\d{1,4}(?:[ .\-]\d{2,4}){1,3})(?!\w)"
-        ),
-        _phone,
+        re.compile(r"(?:\+84[ .\-]?|0)(?:\d{9,10}|\d{1,4}(?:[ .\-]\d{2,4}){1,3})(?!\w)"),
+        unless_after(r"[\w+.,]", _phone),
     ),
     (
-        re.compile(r"(?<![\w.,])1[89]00[ .\-]?(?:\d{4}|\d{3}[ .\-]?\d{3})(?![\w.,]\d|\w)"),
-        _digit_groups,
+        re.compile(r"1[89]00[ .\-]?(?:\d{4}|\d{3}[ .\-]?\d{3})(?![\w.,]\d|\w)"),
+        unless_after(r"[\w.,]", _digit_groups),
     ),
     (
-        re.compile(r"((?i:gọi|tổng đài|đường dây nóng|hotline|điện thoại)\s*:?\s*)(\d{3,5})(?!\w)"),
-        _after_keyword,
+        re.compile(r"\d\d{2,4}(?!\w)"),
+        unless_after(r"[\d.,]", when_before(_CALL_BEFORE, _digits_one_by_one)),
     ),
-    (re.compile(r"(?<![\d/])24/7(?![\d/])"), _constant("hai tư trên bảy")),
-    (re.compile(r"((?i:hẻm|ngõ|ngách|kiệt|nhà)\s+)(\d+(?:/\d+)+)(?![\d/])"), _address),
-    # Dates, the most specific first.
     (
-        re.compile(r"(?<![\d\-])(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?P<p>)(?![\d\-])"),
-        _full_date,
+        re.compile(r"\d+[A-Z]?(?:/\d+[A-Z]?)+(?![\w/])"),
+        unless_after(r"[\w/.,\-]", _address),
     ),
-    (re.compile(_DAY + r"(?P<s>[/.\-])(?P<m>\d{1,2})(?P=s)(?P<y>\d{4})" + _END), _full_date),
+    *DATE_RULES,
+    # A dash between quantities is a range; one before a lone number is a minus sign.
     (
         re.compile(
-            r"(?<![\d/.,])((?i:ngày)\s+)?(\d{1,2})\s*[-–]\s*(\d{1,2})"
-            r"(?:/(\d{1,2})(?:/(\d{4}))?" + _END + r"|(?=\s+(?i:tháng)\s*\d))"
+            r"(?P<a>\d\d*(?:[.,:]\d+)*(?:[hg](?:\d{2})?|\s?(?:"
+            + _UNIT_KEYS
+            + r"))?)"
+            + DASH
+            + r"(?=\d)"
         ),
-        _day_range,
+        unless_after(r"[^\W_]", _range),
+    ),
+    (
+        re.compile(r"(\d\d?)g(?!\w)"),
+        unless_after(r"\w", when_before(_HOUR_WORD_BEFORE, _hour_in_g)),
+    ),
+    (re.compile(r"-(?<![\w\-]-)(?=\d)"), constant("âm ")),
+    (re.compile(r"(\d\d*):(\d+)(?![\d:])"), when_before(_RATIO_BEFORE, _ratio)),
+    (
+        re.compile(r"(\d\d?):(\d{2})(?::(\d{2}))?(?![\d:])"),
+        unless_after(r"[\d.,]", _time),
+    ),
+    (
+        re.compile(r"(\d\d?)[hg](\d{2})(?:\s*phút)?(?!\w)"),
+        unless_after(r"[\d.,]", _time),
+    ),
+    (
+        re.compile("(" + cased("thứ") + r")\s+(\d{1,3})(?![\d]|[.,]\d)"),
+        unless_after(LETTER, _ordinal_number),
+    ),
+    (
+        re.compile(r"(\d)\s*(" + _UNIT_KEYS + r")(?P<per>(?:" + _PER + r")*)(?!\w)"),
+        _unit,
     ),
     (
         re.compile(
-            r"(?<![\d/.,\-])(?P<p>(?i:ngày)\s+)(?P<d>\d{1,2})[/\-](?P<m>\d{1,2})(?P<y>)" + _END
+            "("
+            + one_of(COUNTED_PER_UNIT)
+            + ")/("
+            + one_of(k for k in UNITS if len(k) > 1)
+            + ")"
+            + NO_LETTER_AFTER
         ),
-        _full_date,
+        unless_after(LETTER, _per_unit),
     ),
     (
-        re.compile(r"(?<![\d/.,\-])((?i:tháng)\s+)(\d{1,2})\s*[-–]\s*(\d{1,2})/(\d{4})" + _END),
-        _month_range,
+        re.compile("(" + one_of(MONEY_WORDS) + r")((?:/[^\W_]+)+)"),
+        unless_after(LETTER, _per),
     ),
-    (re.compile(r"(?<![\d/.,\-])((?i:tháng)\s+)?(\d{1,2})/(\d{4})" + _END), _month_year),
-    (re.compile(r"(?<![\d/.,\-])((?i:tháng)\s+)(\d{1,2})-(\d{4})" + _END), _month_year),
-    (re.compile(r"(?<![\w/.,\-])(?P<p>)(?P<d>\d{1,2})/(?P<m>\d{1,2})(?P<y>)" + _END), _full_date),
-    (re.compile(r"((?i:tháng)\s+)(\d{1,2})(?![\d/]|[.,]\d)"), _month_name),
+    (re.compile(r"/(?<=\d/)(?=\d)"), constant(" trên ")),
     (
         re.compile(
-            _NO_LETTER_BEFORE + r"((?i:quý|khóa|khoá|đại hội|thế kỷ|thế kỉ|chương|lần thứ|thứ))"
-            r"\s+([IVXLCDM]+)" + _NO_LETTER_AFTER + r"(?:/(\d{4})(?!\d))?"
+            r"(\d(?:\d{0,2}(?:\.\d{3})+(?!\d)|\d{0,2}(?:,\d{3}){2,}(?!\d)|\d*))(?:[,.](\d+))?"
         ),
-        _roman,
-    ),
-    # A hyphen between numbers is a range; one before a lone number is a minus sign.
-    (re.compile(r"(?<=\d)\s*[-–]\s*(?=\d)"), _constant(" đến ")),
-    (re.compile(r"(?<![\w\-])-(?=\d)"), _constant("âm ")),
-    (re.compile(r"(?<![\d.,])(\d{1,2}):(\d{2})(?::(\d{2}))?(?![\d:])"), _time),
-    (re.compile(r"(?<![\d.,])(\d{1,2})[hg](\d{2})(?:\s*phút)?(?!\w)"), _time),
-    (re.compile(_NO_LETTER_BEFORE + r"((?i:thứ))\s+(\d{1,3})(?![\d]|[.,]\d)"), _ordinal_number),
-    (re.compile(r"(?<=\d)\s*(" + _UNIT_KEYS + r")(?!\w)"), _unit),
-    (re.compile(r"(?<=\d)/(?=\d)"), _constant(" trên ")),
-    (
-        re.compile(r"(\d{1,3}(?:\.\d{3})+(?!\d)|\d{1,3}(?:,\d{3}){2,}(?!\d)|\d+)(?:[,.](\d+))?"),
         _number,
     ),
-    (re.compile(r"(?<=\w)-(?=[^\W\d_])|(?<=[^\W\d_])-(?=\w)"), _constant(" ")),
+    (re.compile(r"-(?:(?<=\w-)(?=[^\W\d_])|(?<=[^\W\d_]-)(?=\w))"), constant(" ")),
 )
 
 _SPACES = re.compile(r"[^\S\n]+")
