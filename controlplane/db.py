@@ -95,7 +95,14 @@ class SqliteDatabase(Database):
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: no implicit transactions; transaction() says BEGIN itself.
-            self._conn = sqlite3.connect(path, isolation_level=None, timeout=_SQLITE_BUSY_MS / 1000)
+            # check_same_thread=False: a store may be opened in one thread and used in another
+            # (never by two at once: a Database is not shared between threads).
+            self._conn = sqlite3.connect(
+                path,
+                isolation_level=None,
+                timeout=_SQLITE_BUSY_MS / 1000,
+                check_same_thread=False,
+            )
             self._conn.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
             self._conn.execute("PRAGMA journal_mode = WAL")
             # FULL: the WAL is fsynced at every commit (NORMAL could lose the last commits in
