@@ -8,7 +8,9 @@ through an MQTT 5 shared subscription (``$share/GROUP/ttcs/v1/dev/+/…``): run 
 collectors with the same ``--group`` and the broker hands each message to one of them, so
 ingestion scales out. Each collector needs its own stable ``--client-id``: its session is
 persistent, so the broker keeps its share of the messages while it is down (killed, restarted,
-upgraded) and delivers them when it comes back under the same id.
+upgraded) and delivers them when it comes back under the same id. Mosquitto 2.0 goes on
+handing a stopped collector its share until the session expires, and then drops what it held:
+run collectors under a supervisor that restarts them (docs/fleet.md).
 
 Nothing is lost and nothing is stored twice: messages are written in batches, one committed
 transaction each, and acknowledged to the broker (PUBACK) only after the commit. A collector
@@ -243,6 +245,13 @@ def _parser() -> argparse.ArgumentParser:
         default=f"ttcs-collector-{socket.gethostname()}",
         help="this collector's own, stable MQTT client id (its persistent session)",
     )
+    parser.add_argument(
+        "--session-expiry",
+        type=int,
+        default=7 * 86400,
+        help="seconds the broker keeps this collector's session (and its share) while it is "
+        "away (default 7 days; see docs/fleet.md for clustered brokers)",
+    )
     parser.add_argument("--duration", type=float, default=0.0, help="stop after N seconds")
     parser.add_argument("--verbose", action="store_true", help="log every batch")
     return parser
@@ -272,6 +281,7 @@ def link_settings(args: argparse.Namespace) -> LinkSettings:
         username=args.username,
         password=os.environ.get("TTCS_PASSWORD"),
         persistent=True,
+        session_expiry_s=args.session_expiry,
         subscriptions=subscriptions(args.prefix, args.group),
         reconnect_min_s=0.5,
         reconnect_max_s=5.0,
