@@ -20,6 +20,8 @@ batch waits, unacknowledged, and is written when it answers again.
 
 A shared subscription gets no retained messages, so at start a short clean session reads the
 retained ``state`` and ``status`` of every device first (the fleet view is right at once).
+Where the broker makes the user name the client id (``use_username_as_clientid``), that clean
+session would replace the collector's own: ``--no-retained-read`` skips it.
 """
 
 from __future__ import annotations
@@ -252,6 +254,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds the broker keeps this collector's session (and its share) while it is "
         "away (default 7 days; see docs/fleet.md for clustered brokers)",
     )
+    parser.add_argument(
+        "--no-retained-read",
+        dest="retained_read",
+        action="store_false",
+        help="skip the clean session that reads the retained state and status at start (for "
+        "brokers with use_username_as_clientid, where it would replace this collector's session)",
+    )
     parser.add_argument("--duration", type=float, default=0.0, help="stop after N seconds")
     parser.add_argument("--verbose", action="store_true", help="log every batch")
     return parser
@@ -302,9 +311,8 @@ def collect(args: argparse.Namespace, stop: threading.Event) -> Ingested:
     link = MqttLink(settings, inbound)
     collector = Collector(lambda: Store.open(args.db), link, inbound.items, args.prefix, store)
     try:
-        retained = read(
-            [Inbound(m, None) for m in read_retained(settings, args.prefix)], args.prefix
-        )
+        found = read_retained(settings, args.prefix) if args.retained_read else []
+        retained = read([Inbound(m, None) for m in found], args.prefix)
         if retained:
             collector.write(retained, stop)
         link.start()
