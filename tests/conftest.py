@@ -1,4 +1,5 @@
-"""Fixtures: a real Mosquitto per test module area, signing keys, provisioned devices."""
+"""Fixtures: a real Mosquitto per test module area, signing keys, provisioned devices, a real
+PostgreSQL server per run and a fresh database (SQLite or PostgreSQL) per test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from agent.controlplane import SigningKey
 from tests.helpers import AgentProcess, Broker, Device, provision
+from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
+from tests.postgres import PostgresServer, find_bindir
 
 # Importing pygame or SDL later must never try to open a real display or sound card.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -41,3 +44,35 @@ def agent(device: Device) -> Iterator[AgentProcess]:
     proc = AgentProcess(device).start(wait_online=True)
     yield proc
     proc.stop()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole run (tests/postgres.py); skipped only when its
+    binaries are not installed."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty control-plane database, once on each back end."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'control.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

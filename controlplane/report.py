@@ -1,0 +1,302 @@
+"""Reports from the store, in SQL: plays per ward, device, bulletin, channel and local day (the
+CSV of ``agent.report``, same columns and meaning), a per-ward daily summary (hours on air,
+emergencies), and outcomes by reason.
+
+Local days: the time zone is a report parameter, and SQLite knows no time zones, so the days
+are computed here — each local day of the period as ``[start_ms, end_ms)`` in UTC, exact across
+DST changes — and passed to the SQL as a ``VALUES`` table that entries join on their start
+time. Everything else (grouping, counting, summing, the union of intervals) is SQL that both
+back ends run as written. A play counts on the local day on which it started.
+
+Which entries count: ``plays`` and its columns count the outcomes that are plays
+(``completed``, ``interrupted``, ``failed``); other outcomes (``skipped``, say) appear in
+``outcomes`` only. A ward is the one stored with the entry when it was received, or else the
+device's last known ward, or else empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, TextIO
+
+from agent.report import COLUMNS, Row, write_csv
+from controlplane.db import Transaction
+from controlplane.store import Store
+
+__all__ = [
+    "COLUMNS",
+    "OUTCOME_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "DaySummary",
+    "OutcomeRow",
+    "local_days",
+    "outcomes",
+    "plays",
+    "summary",
+    "write_csv",
+    "write_outcomes_csv",
+    "write_summary_csv",
+]
+
+PLAY_OUTCOMES = ("completed", "interrupted", "failed")
+# Outcomes during which the loudspeakers were sounding: on air.
+ON_AIR_OUTCOMES = ("completed", "interrupted")
+# Acks by which a device took an emergency in hand.
+TAKEN = ("accepted", "done")
+
+SUMMARY_COLUMNS = ("ward", "day", "speaker_plays", "hours_on_air", "emergencies")
+OUTCOME_COLUMNS = ("ward", "device", "channel", "day", "outcome", "reason", "entries")
+
+_WARD = "COALESCE(p.ward, dv.ward, '')"
+
+
+@dataclass(frozen=True)
+class DaySummary:
+    """One ward on one local day.
+
+    ``hours_on_air``: how long at least one of the ward's loudspeakers was playing (the union
+    of its speaker plays, so two clusters announcing the same bulletin at once count once);
+    ``emergencies``: ``emergency.start`` commands issued that day which a device of the ward
+    acknowledged as ``accepted`` or ``done``.
+    """
+
+    ward: str
+    day: date
+    speaker_plays: int
+    on_air_ms: int
+    emergencies: int
+
+    def cells(self) -> list[str]:
+        return [
+            self.ward,
+            self.day.isoformat(),
+            str(self.speaker_plays),
+            f"{self.on_air_ms / 3_600_000:.2f}",
+            str(self.emergencies),
+        ]
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """How many entries of one device and channel had one outcome and reason on one day."""
+
+    ward: str
+    device: str
+    channel: str
+    day: date
+    outcome: str
+    reason: str  # "" when the entry gave none
+    entries: int
+
+    def cells(self) -> list[str]:
+        return [
+            self.ward,
+            self.device,
+            self.channel,
+            self.day.isoformat(),
+            self.outcome,
+            self.reason,
+            str(self.entries),
+        ]
+
+
+def local_days(tz: tzinfo, first: date, last: date) -> list[tuple[str, int, int]]:
+    """Each local day from ``first`` to ``last`` as (ISO date, start ms, end ms) in UTC; each
+    day ends where the next begins, so every instant falls in exactly one."""
+    bounds = []
+    day = first
+    while day <= last + timedelta(days=1):
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        bounds.append((day, int(midnight.timestamp() * 1000)))
+        day += timedelta(days=1)
+    return [(d.isoformat(), lo, hi) for (d, lo), (_, hi) in itertools.pairwise(bounds)]
+
+
+def plays(
+    store: Store, tz: tzinfo, since: date | None = None, until: date | None = None
+) -> list[Row]:
+    """The rows of the plays CSV (``agent.report.COLUMNS``), sorted, for local days
+    ``since``..``until`` (inclusive; default: every day with an entry)."""
+    with store.db.transaction() as tx:
+        days = _days(tx, tz, since, until)
+        if not days:
+            return []
+        values, params = _values(days)
+        marks = ", ".join("?" for _ in PLAY_OUTCOMES)
+        rows = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values})
+            SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day, COUNT(*),
+                SUM(CASE WHEN p.outcome = 'completed' THEN 1 ELSE 0 END),
+                SUM(CASE WHEN p.outcome = 'interrupted' THEN 1 ELSE 0 END),
+                SUM(CASE WHEN p.outcome = 'failed' THEN 1 ELSE 0 END),
+                SUM(p.duration_ms)
+            FROM playlog p
+            JOIN days ON p.started_ms >= days.lo AND p.started_ms < days.hi
+            LEFT JOIN devices dv ON dv.device = p.device
+            WHERE p.outcome IN ({marks})
+            GROUP BY {_WARD}, p.device, p.bulletin, p.channel, days.day""",  # noqa: S608
+            (*params, *PLAY_OUTCOMES),
+        )
+    result = [
+        Row(
+            ward,
+            device,
+            bulletin,
+            channel,
+            date.fromisoformat(day),
+            int(n),
+            int(completed),
+            int(interrupted),
+            int(failed),
+            round(int(ms) / 1000),
+        )
+        for ward, device, bulletin, channel, day, n, completed, interrupted, failed, ms in rows
+    ]
+    # Sorted here, not in SQL: a PostgreSQL collation would order text unlike Python.
+    return sorted(result, key=lambda r: (r.ward, r.device, r.bulletin, r.channel, r.day))
+
+
+def summary(
+    store: Store, tz: tzinfo, since: date | None = None, until: date | None = None
+) -> list[DaySummary]:
+    """Per ward and local day: speaker plays, hours on air, emergencies (``DaySummary``)."""
+    with store.db.transaction() as tx:
+        days = _days(tx, tz, since, until)
+        if not days:
+            return []
+        values, params = _values(days)
+        on_air = ", ".join("?" for _ in ON_AIR_OUTCOMES)
+        # Gaps and islands: in start order, a play that begins after every earlier one of the
+        # ward and day has ended starts a new island; on air is the sum of the islands' spans.
+        air = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values}),
+            s AS (
+                SELECT {_WARD} AS ward, days.day AS day, p.started_ms AS lo,
+                    p.started_ms + p.duration_ms AS hi
+                FROM playlog p
+                JOIN days ON p.started_ms >= days.lo AND p.started_ms < days.hi
+                LEFT JOIN devices dv ON dv.device = p.device
+                WHERE p.channel = 'speaker' AND p.outcome IN ({on_air})
+            ),
+            o AS (
+                SELECT ward, day, lo, hi, MAX(hi) OVER (PARTITION BY ward, day ORDER BY lo, hi
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach
+                FROM s
+            ),
+            g AS (
+                SELECT ward, day, lo, hi, SUM(CASE WHEN reach IS NULL OR lo > reach
+                    THEN 1 ELSE 0 END) OVER (PARTITION BY ward, day ORDER BY lo, hi
+                    ROWS UNBOUNDED PRECEDING) AS island
+                FROM o
+            ),
+            i AS (
+                SELECT ward, day, MAX(hi) - MIN(lo) AS span, COUNT(*) AS n
+                FROM g GROUP BY ward, day, island
+            )
+            SELECT ward, day, SUM(n), SUM(span) FROM i GROUP BY ward, day""",  # noqa: S608
+            (*params, *ON_AIR_OUTCOMES),
+        )
+        taken = ", ".join("?" for _ in TAKEN)
+        emergencies = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values}),
+            e AS (
+                SELECT DISTINCT COALESCE(dv.ward, '') AS ward, days.day AS day, c.id AS id
+                FROM commands c
+                JOIN days ON c.issued_ms >= days.lo AND c.issued_ms < days.hi
+                JOIN acks a ON a.cmd = c.id
+                LEFT JOIN devices dv ON dv.device = a.device
+                WHERE c.type = 'emergency.start' AND a.status IN ({taken})
+            )
+            SELECT ward, day, COUNT(*) FROM e GROUP BY ward, day""",  # noqa: S608
+            (*params, *TAKEN),
+        )
+    totals: dict[tuple[str, str], list[int]] = {}
+    for ward, day, n, span in air:
+        totals.setdefault((ward, day), [0, 0, 0])[:2] = [int(n), int(span)]
+    for ward, day, n in emergencies:
+        totals.setdefault((ward, day), [0, 0, 0])[2] = int(n)
+    return [
+        DaySummary(ward, date.fromisoformat(day), n, ms, em)
+        for (ward, day), (n, ms, em) in sorted(totals.items())
+    ]
+
+
+def outcomes(
+    store: Store, tz: tzinfo, since: date | None = None, until: date | None = None
+) -> list[OutcomeRow]:
+    """Entries per ward, device, channel, local day, outcome and reason (every outcome)."""
+    with store.db.transaction() as tx:
+        days = _days(tx, tz, since, until)
+        if not days:
+            return []
+        values, params = _values(days)
+        rows = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values})
+            SELECT {_WARD}, p.device, p.channel, days.day, p.outcome,
+                COALESCE(p.reason, ''), COUNT(*)
+            FROM playlog p
+            JOIN days ON p.started_ms >= days.lo AND p.started_ms < days.hi
+            LEFT JOIN devices dv ON dv.device = p.device
+            GROUP BY {_WARD}, p.device, p.channel, days.day, p.outcome,
+                COALESCE(p.reason, '')""",  # noqa: S608
+            params,
+        )
+    result = [
+        OutcomeRow(w, d, c, date.fromisoformat(day), o, r, int(n)) for w, d, c, day, o, r, n in rows
+    ]
+    return sorted(result, key=lambda r: (r.ward, r.device, r.channel, r.day, r.outcome, r.reason))
+
+
+def write_summary_csv(rows: Iterable[DaySummary], out: TextIO) -> None:
+    """The daily summary as CSV with a header line (``SUMMARY_COLUMNS``)."""
+    _write(SUMMARY_COLUMNS, (r.cells() for r in rows), out)
+
+
+def write_outcomes_csv(rows: Iterable[OutcomeRow], out: TextIO) -> None:
+    """Outcomes by reason as CSV with a header line (``OUTCOME_COLUMNS``)."""
+    _write(OUTCOME_COLUMNS, (r.cells() for r in rows), out)
+
+
+def _write(header: Sequence[str], rows: Iterable[list[str]], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for cells in rows:
+        writer.writerow([_inert(c) for c in cells])
+
+
+def _inert(cell: str) -> str:
+    """Wards, devices and reasons come from devices: never let a spreadsheet read a formula."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def _days(
+    tx: Transaction, tz: tzinfo, since: date | None, until: date | None
+) -> list[tuple[str, int, int]]:
+    """The local days of the period: given, or from the first to the last entry or command."""
+    if since is None or until is None:
+        row = tx.one(
+            """SELECT MIN(lo), MAX(hi) FROM (
+                SELECT MIN(started_ms) AS lo, MAX(started_ms) AS hi FROM playlog
+                UNION ALL SELECT MIN(issued_ms), MAX(issued_ms) FROM commands
+            ) spans"""
+        )
+        if row is None or row[0] is None:
+            return []
+        since = since or _local_date(int(row[0]), tz)
+        until = until or _local_date(int(row[1]), tz)
+    return local_days(tz, since, until) if since <= until else []
+
+
+def _local_date(ms: int, tz: tzinfo) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date()
+
+
+def _values(days: list[tuple[str, int, int]]) -> tuple[str, list[Any]]:
+    params: list[Any] = []
+    for day in days:
+        params.extend(day)
+    return ", ".join("(?, ?, ?)" for _ in days), params
