@@ -1,9 +1,13 @@
-"""Fixtures of the CAP intake tests: the documents of tests/data/cap and the clock."""
+"""Fixtures of the CAP intake tests: the test area map, trusted senders, the clock."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
+
+from controlplane.cap import CapSettings, SenderPolicy, load_areas
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cap"
 # 13:05 in Hồ Chí Minh City, five minutes after the flood alert was sent.
@@ -15,3 +19,18 @@ Q10 = "pctt@quan10.hochiminhcity.gov.vn"
 def cap_file(name: str) -> bytes:
     """A CAP document of tests/data/cap."""
     return (DATA / name).read_bytes()
+
+
+def make_settings(**changes: object) -> CapSettings:
+    """The test settings: both senders trusted without signatures, the test area map."""
+    base: dict[str, object] = {
+        "senders": (SenderPolicy(sender=KTTV), SenderPolicy(sender=Q10)),
+        "areas": load_areas(DATA / "areas.toml"),
+        "repeat_every_s": 600,
+    }
+    return CapSettings.model_validate({**base, **changes})
+
+
+@pytest.fixture
+def settings() -> CapSettings:
+    return make_settings()
