@@ -1,13 +1,16 @@
-"""Fixtures of the CAP intake tests: the test area map, trusted senders, the clock."""
+"""Fixtures of the CAP intake tests: the test area map, trusted senders, a ledger, the clock."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from controlplane.cap import CapSettings, SenderPolicy, load_areas
+from controlplane.cap import CapSettings, Ledger, SenderPolicy, load_areas
+from controlplane.cap.wire import Media
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cap"
 # 13:05 in Hồ Chí Minh City, five minutes after the flood alert was sent.
@@ -34,3 +37,28 @@ def make_settings(**changes: object) -> CapSettings:
 @pytest.fixture
 def settings() -> CapSettings:
     return make_settings()
+
+
+@pytest.fixture
+def ledger() -> Iterator[Ledger]:
+    with Ledger.open(":memory:") as store:
+        yield store
+
+
+class MediaShelf:
+    """An honest ``publish_media``: keeps each file by its sha256, as a media server would."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def __call__(self, data: bytes, mime: str) -> Media:
+        digest = hashlib.sha256(data).hexdigest()
+        self.files[digest] = data
+        return Media(
+            url=f"https://media.q10.example.vn/{digest}", sha256=digest, size=len(data), mime=mime
+        )
+
+
+@pytest.fixture
+def shelf() -> MediaShelf:
+    return MediaShelf()
