@@ -129,33 +129,54 @@ def plays(
         marks = ", ".join("?" for _ in PLAY_OUTCOMES)
         rows = tx.rows(
             f"""WITH days (day, lo, hi) AS (VALUES {values})
-            SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day, COUNT(*),
+            SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day,
+                SUM(CASE WHEN p.outcome IN ({marks}) THEN 1 ELSE 0 END),
                 SUM(CASE WHEN p.outcome = 'completed' THEN 1 ELSE 0 END),
                 SUM(CASE WHEN p.outcome = 'interrupted' THEN 1 ELSE 0 END),
                 SUM(CASE WHEN p.outcome = 'failed' THEN 1 ELSE 0 END),
-                SUM(p.duration_ms)
+                SUM(CASE WHEN p.outcome IN ({marks}) THEN p.duration_ms ELSE 0 END),
+                SUM(CASE WHEN p.outcome = 'interrupted' AND p.replayed THEN 1 ELSE 0 END),
+                SUM(CASE WHEN p.outcome = 'skipped' THEN 1 ELSE 0 END)
             FROM playlog p
             JOIN days ON p.started_ms >= days.lo AND p.started_ms < days.hi
             LEFT JOIN devices dv ON dv.device = p.device
-            WHERE p.outcome IN ({marks})
+            WHERE p.outcome IN ({marks}, 'skipped')
             GROUP BY {_WARD}, p.device, p.bulletin, p.channel, days.day""",  # noqa: S608
-            (*params, *PLAY_OUTCOMES),
+            (*params, *PLAY_OUTCOMES, *PLAY_OUTCOMES, *PLAY_OUTCOMES),
         )
-    result = [
-        Row(
-            ward,
-            device,
-            bulletin,
-            channel,
-            date.fromisoformat(day),
-            int(n),
-            int(completed),
-            int(interrupted),
-            int(failed),
-            round(int(ms) / 1000),
+        skips = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values})
+            SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day,
+                COALESCE(p.reason, 'unknown'), COUNT(*)
+            FROM playlog p
+            JOIN days ON p.started_ms >= days.lo AND p.started_ms < days.hi
+            LEFT JOIN devices dv ON dv.device = p.device
+            WHERE p.outcome = 'skipped'
+            GROUP BY {_WARD}, p.device, p.bulletin, p.channel, days.day,
+                COALESCE(p.reason, 'unknown')""",  # noqa: S608
+            params,
         )
-        for ward, device, bulletin, channel, day, n, completed, interrupted, failed, ms in rows
-    ]
+    reasons: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+    for ward, device, bulletin, channel, day, why, n in skips:
+        reasons.setdefault((ward, device, bulletin, channel, day), []).append((why, int(n)))
+    result = []
+    for ward, device, bulletin, channel, day, *counts in rows:
+        n, completed, interrupted, failed, ms, replayed, skipped = (int(c) for c in counts)
+        key = (ward, device, bulletin, channel, day)
+        result.append(
+            Row(
+                *key[:4],
+                date.fromisoformat(day),
+                n,
+                completed,
+                interrupted,
+                failed,
+                round(ms / 1000),
+                replayed,
+                skipped,
+                tuple(sorted(reasons.get(key, []))),
+            )
+        )
     # Sorted here, not in SQL: a PostgreSQL collation would order text unlike Python.
     return sorted(result, key=lambda r: (r.ward, r.device, r.bulletin, r.channel, r.day))
 

@@ -31,7 +31,7 @@ KEY = SigningKey.generate("hcm-2026")
 
 def rows(store: Store, tz: ZoneInfo = HCM, **kw: Any) -> list[tuple[Any, ...]]:
     return [
-        (*r.cells()[:5], *(int(c) for c in r.cells()[5:])) for r in report.plays(store, tz, **kw)
+        (*r.cells()[:5], *(int(c) for c in r.cells()[5:10])) for r in report.plays(store, tz, **kw)
     ]
 
 
