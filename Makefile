@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help setup test chaos lint bench demo clean
+.PHONY: help setup test chaos lint bench demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -42,7 +42,12 @@ bench: ## run the benchmarks (scripts/bench.py; e.g. BENCH_ARGS="--only screen")
 demo: setup ## run the end-to-end demo (scripts/demo)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
-clean: ## remove the virtualenv, caches and demo/bench output
+# Output: dist/ttcs-agent_VERSION_ARCH.deb (the build itself happens in build/deb/). Reused while
+# the source is unchanged; scripts/build-deb --force builds anyway.
+deb: setup ## build dist/ttcs-agent_VERSION_ARCH.deb with dpkg-buildpackage, then lintian
+	@scripts/build-deb
+
+clean: ## remove the virtualenv, caches, demo/bench output and built packages (build/, dist/)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
 		demo-out bench-out
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -32,7 +32,7 @@ from pydantic import (
 
 from agent.protocol import IDENT_RE, Level
 
-DEFAULT_CONFIG_PATH = Path("/etc/ttcs/agent.toml")
+DEFAULT_CONFIG_PATH = Path("/etc/ttcs-agent/agent.toml")
 
 
 class ConfigError(Exception):
@@ -147,8 +147,8 @@ class TrustConfig(_Section):
 class PathsConfig(_Section):
     """Where the agent keeps its state, its content cache, its socket and its log."""
 
-    state_dir: Path = Path("/var/lib/ttcs")
-    cache_dir: Path = Path("/var/cache/ttcs")
+    state_dir: Path = Path("/var/lib/ttcs-agent")
+    cache_dir: Path = Path("/var/cache/ttcs-agent")
     control_socket: Path | None = None
     log_file: Path | None = None
 

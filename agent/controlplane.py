@@ -762,8 +762,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("provision", parents=[conn, signer], help="write a device configuration")
     p.add_argument("device", help="device id, e.g. q10-p12-bang-01")
     p.add_argument("--group", action="append", default=[], help="a group (repeatable)")
-    p.add_argument("--state-dir", default="/var/lib/ttcs")
-    p.add_argument("--cache-dir", default="/var/cache/ttcs")
+    p.add_argument("--state-dir", default="/var/lib/ttcs-agent")
+    p.add_argument("--cache-dir", default="/var/cache/ttcs-agent")
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_provision)
 
