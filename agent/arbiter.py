@@ -155,7 +155,6 @@ class Decision:
 
 # --------------------------------------------------------------------------- decide
 
-LEVEL_RANK = {Level.NORMAL: 0, Level.PRIORITY: 1, Level.EMERGENCY: 2}
 SCHEDULE_HORIZON = timedelta(days=8)  # every weekly schedule has an occurrence within it
 _MS = timedelta(milliseconds=1)
 _ZERO = timedelta(0)
@@ -266,7 +265,7 @@ def _due(
 ) -> _Due:
     return _Due(
         Announcement(bulletin, origin, ref, due, key, rank, order, seq, expires),
-        (-LEVEL_RANK[bulletin.level], rank, due, order, seq),
+        (-bulletin.level.rank, rank, due, order, seq),
     )
 
 
@@ -468,9 +467,7 @@ def _play_now(
                     changes.append(item.expires_at)
                 slot = ScreenSlot(bulletin, "play_now", item.id, end, item.id)
                 start = item.play_at if item.id not in world.shown else since
-                turns.append(
-                    _ScreenTurn(slot, LEVEL_RANK[bulletin.level], item.rank, item.play_at, start)
-                )
+                turns.append(_ScreenTurn(slot, bulletin.level.rank, item.rank, item.play_at, start))
         if bulletin.speaker is not None and now < item.play_at + grace:
             for seq in range(1, max(1, item.repeat) + 1):
                 key = f"{item.id}#{seq}"
@@ -559,7 +556,7 @@ def _scheduled(
             end = due + length if valid_until is None else min(due + length, valid_until)
             changes.append(end)
             slot = ScreenSlot(bulletin, "scheduled", entry.ref, end, key)
-            turns.append(_ScreenTurn(slot, LEVEL_RANK[bulletin.level], entry.rank, due, due))
+            turns.append(_ScreenTurn(slot, bulletin.level.rank, entry.rank, due, due))
         if bulletin.speaker is not None and now < due + grace and key not in world.played:
             queue.append(
                 _due(
@@ -628,7 +625,7 @@ def _rotation_items(valid: list[Entry]) -> list[Entry]:
         and e.bulletin.schedule is None
         and e.bulletin.level != Level.EMERGENCY
     ]
-    return sorted(items, key=lambda e: (-LEVEL_RANK[e.bulletin.level], e.rank, e.order))
+    return sorted(items, key=lambda e: (-e.bulletin.level.rank, e.rank, e.order))
 
 
 def _index(items: list[Entry], bulletin_id: str | None) -> int | None:

@@ -8,6 +8,7 @@ playing. ``play.now`` and ``emergency.start`` with files wait for them the same 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,12 +18,13 @@ from agent.cache import ContentCache
 from agent.fetcher import ContentJob, ContentResult, Jobs
 from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
 from agent.programs import Program, Ranks, bulletin_media, media_of, merge, parse
-from agent.protocol import Ack, Envelope, ProgramBody, Status
+from agent.protocol import Ack, Envelope, ProgramBody, Status, format_time, parse_time
 from agent.stage import Stage
 from agent.store import ProgramRow, Store
 from player.base import PlayEnded
 
 log = logging.getLogger(__name__)
+WAITING_SETTING = "overrides.waiting"
 RETRY_RECONCILE = timedelta(seconds=5)
 TRANSIENT = {"download_failed", "cache_full"}  # worth another try; a bad hash or size is not
 RETRY_FIRST = timedelta(minutes=1)
@@ -74,6 +76,7 @@ class Conductor:
                 self.live[row.topic] = program
         self.stage.set_programs(merge(self.live.values()))
         self.stage.restore(now)
+        self._restore_waiting()
         for row in self.store.programs("pending"):
             program = parse(row, self.ranks.of_program(row.topic))
             if program is not None:
@@ -155,8 +158,15 @@ class Conductor:
         missing = [m for m in media if not self.cache.has(m.sha256, m.size)]
         if not missing:
             return [self._in_force(env, rank, now, seen)]
-        ack = self.ack(env.id, Status.ACCEPTED, detail=f"{len(missing)} files to fetch", seen=seen)
         self.waiting[env.id] = (env, rank, now)
+        # Saved with its ack: after a restart its files are fetched again and it comes in force.
+        ack = self.ack(
+            env.id,
+            Status.ACCEPTED,
+            detail=f"{len(missing)} files to fetch",
+            seen=seen,
+            settings=self._waiting_setting(),
+        )
         self.cache.set_keep(self.keep())
         self.jobs.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
         return [ack]
@@ -169,7 +179,7 @@ class Conductor:
                 # Stopped before its files arrived: it will never start.
                 del self.waiting[doc_id]
                 self.jobs.cancel(doc_id)
-                self.ack(doc_id, Status.FAILED, "cancelled", f"stopped by {env.id}")
+                self._give_up(waiting, "cancelled", f"stopped by {env.id}")
                 ended += 1
         if ended == 0 and ref is not None:
             return [
@@ -274,7 +284,7 @@ class Conductor:
             return
         env, rank, _ = waiting
         if result.reason is not None:
-            self.ack(env.id, Status.FAILED, result.reason, result.detail)
+            self._give_up(env, result.reason, result.detail)
             return
         self._in_force(env, rank, self.clock(), None)  # from now: its files are here only now
 
@@ -286,11 +296,48 @@ class Conductor:
             Status.DONE,
             detail=_override_detail(env),
             seen=seen,
-            settings=self.stage.overrides_setting(),
+            settings={**self.stage.overrides_setting(), **self._waiting_setting()},
         )
         self.cache.set_keep(self.keep())
         self.reconcile()
         return ack
+
+    def _give_up(self, env: Envelope, reason: str, detail: str) -> None:
+        """An accepted override that will never be in force: its ``failed`` ack and the play-log
+        entries of what it would have played (``skipped``, ``reason``), in one transaction."""
+        self.ack(
+            env.id,
+            Status.FAILED,
+            reason,
+            detail,
+            settings=self._waiting_setting(),
+            entries=self.stage.never_played(env, reason),
+        )
+
+    def _waiting_setting(self) -> dict[str, str | None]:
+        saved = [
+            {"doc": env.model_dump_json(), "rank": rank, "received_at": format_time(received)}
+            for env, rank, received in self.waiting.values()
+        ]
+        return {WAITING_SETTING: json.dumps(saved) if saved else None}
+
+    def _restore_waiting(self) -> None:
+        """The overrides that were fetching their files when the agent stopped: fetched again."""
+        try:
+            saved = json.loads(self.store.get_setting(WAITING_SETTING) or "[]")
+        except ValueError as exc:
+            log.error("the saved overrides waiting for files are unreadable: %s", exc)
+            return
+        for record in saved:
+            try:
+                env = Envelope.model_validate_json(record["doc"])
+                rank, received = int(record["rank"]), parse_time(record["received_at"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("a saved override waiting for files is unreadable: %s", exc)
+                continue
+            self.waiting[env.id] = (env, rank, received)
+            media = tuple(bulletin_media(env.body.bulletin))
+            self.jobs.submit(ContentJob(f"override:{env.id}", env.id, media))
 
     # ------------------------------------------------------------------ playing
 

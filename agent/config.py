@@ -222,7 +222,7 @@ class SpeakerConfig(_Section):
     amplifier_warmup_s: StrictFloat = Field(default=1.5, ge=0, le=30)
     amplifier_hold_s: StrictFloat = Field(default=30.0, ge=0, le=3600)
     # How early a synchronized announcement (play_at) is made ready: synthesis, files, amplifier.
-    prepare_s: StrictFloat = Field(default=10.0, ge=1, le=120)
+    prepare_s: StrictFloat = Field(default=10.0, ge=3, le=120)
     # How late a synchronized start may be before it is skipped (late_for_play_at): a street
     # whose loudspeakers start apart echoes.
     sync_tolerance_ms: StrictInt = Field(default=200, ge=0, le=10_000)
@@ -231,7 +231,7 @@ class SpeakerConfig(_Section):
     # … within this long after the interruption (and never after their own expiry).
     replay_within_s: StrictInt = Field(default=3600, ge=0, le=86_400)
     # At most this many announcements wait for the loudspeakers; the last in precedence falls off.
-    queue_max: StrictInt = Field(default=20, ge=1, le=1000)
+    queue_max: StrictInt = Field(default=50, ge=1, le=1000)
     # The volume before any volume.set or `ttcs-agent volume`.
     default_volume: StrictInt = Field(default=70, ge=0, le=100)
 

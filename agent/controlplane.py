@@ -15,7 +15,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -311,7 +311,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     synchronized = args.type == "play.now" and _synchronized_speech(doc["body"])
     subs = [topics.dev("+", "ack")]
     if synchronized:
-        subs += [topics.dev("+", "playlog"), topics.dev("+", "state")]
+        subs += [topics.dev("+", leaf) for leaf in ("playlog", "state", "status")]
     with Session(args, subs) as session:
         session.link.publish(topics.for_target(args.target, "cmd"), payload, qos=1)
         print(f"sent {args.type} {doc['id']} to {args.target}", file=sys.stderr)
@@ -350,66 +350,93 @@ def _await_sync(
     wait_s: float | None,
 ) -> int:
     """After a synchronized ``play.now``: wait until its ``play_at`` and its length have passed
-    and print, per device, whether it started in sync (its start error) or why not."""
+    (or every device has reported) and print, per device, whether it started in sync (its start
+    error) or why not."""
     play_at = datetime.fromisoformat(str(doc["body"]["play_at"]).replace("Z", "+00:00"))
     length = speaking_estimate_s(doc["body"]["bulletin"])
     after = wait_s if wait_s is not None else length + 20.0
     deadline = time.monotonic() + max(0.0, (play_at - datetime.now(UTC)).total_seconds()) + after
-    group = target.split(":", 1)[1] if target.startswith("grp:") else None
-    members = set(acked) if group is not None else {target.split(":", 1)[1]}
-    results: dict[str, dict[str, Any]] = {}
+    follow = SyncFollow(str(doc["id"]), target, acked)
+    for topic, payload in others:
+        follow.take(topic, payload)
+    print(
+        f"waiting for the synchronized start at {doc['body']['play_at']} "
+        f"(about {length:.0f} s of speech)",
+        file=sys.stderr,
+    )
+    while time.monotonic() < deadline and not follow.complete():
+        item = session.next(min(1.0, deadline - time.monotonic()))
+        if item is not None:
+            follow.take(*item)
+    lines, in_sync = follow.table()
+    for line in lines:
+        print(line)
+    return 0 if in_sync else 1
 
-    def take(topic: str, payload: bytes) -> None:
+
+class SyncFollow:
+    """What the devices of a synchronized ``play.now`` said of it: their start errors (in their
+    status, as soon as they sound) and their play-log entries (when it ends, or is skipped)."""
+
+    def __init__(self, doc_id: str, target: str, acked: Mapping[str, str]) -> None:
+        self.doc_id = doc_id
+        self.group = target.split(":", 1)[1] if target.startswith("grp:") else None
+        self.acked = dict(acked)
+        self.members = set(acked) if self.group is not None else {target.split(":", 1)[1]}
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.starts: dict[str, int] = {}
+
+    def take(self, topic: str, payload: bytes) -> None:
         device, leaf = topic.split("/")[-2:]
         data = _json_object(payload)
         if data is None:
             return
         if leaf == "state":
             groups = data.get("groups")
-            if group is not None and isinstance(groups, list) and group in groups:
-                members.add(device)
-            return
-        for entry in data.get("entries") or []:
-            if (
-                isinstance(entry, dict)
-                and entry.get("ref") == doc["id"]
-                and entry.get("channel") == "speaker"
-                and "attempt" not in entry  # a replay is not the synchronized start
-            ):
-                results.setdefault(device, entry)
+            if self.group is not None and isinstance(groups, list) and self.group in groups:
+                self.members.add(device)
+        elif leaf == "status":
+            now = data.get("now") or {}
+            error = now.get("start_error_ms") if isinstance(now, dict) else None
+            if now.get("speaker_ref") == self.doc_id and isinstance(error, int):
+                self.starts.setdefault(device, error)
+        elif leaf == "playlog":
+            for entry in data.get("entries") or []:
+                if (
+                    isinstance(entry, dict)
+                    and entry.get("ref") == self.doc_id
+                    and entry.get("channel") == "speaker"
+                    and "attempt" not in entry  # a replay is not the synchronized start
+                ):
+                    self.entries.setdefault(device, entry)
 
-    for topic, payload in others:
-        take(topic, payload)
-    print(
-        f"waiting for the synchronized start at {doc['body']['play_at']} "
-        f"(about {length:.0f} s of speech)",
-        file=sys.stderr,
-    )
-    while time.monotonic() < deadline and not (members and members <= set(results)):
-        item = session.next(min(1.0, deadline - time.monotonic()))
-        if item is not None:
-            take(*item)
-    in_sync = True
-    print(f"{'DEVICE':<24} {'START':<16} DETAIL")
-    for device in sorted(members | set(results)):
-        entry = results.get(device)
-        if entry is None:
-            start, detail = "no report", acked.get(device, "no ack")
-            in_sync = False
-        elif entry.get("outcome") == "skipped" or entry.get("start_error_ms") is None:
-            error = entry.get("start_error_ms")
-            start = "not played"
-            detail = f"{entry.get('reason') or entry.get('outcome')}" + (
-                f" ({error:+d} ms)" if isinstance(error, int) else ""
-            )
-            in_sync = False
-        else:
-            start = f"in sync {int(entry['start_error_ms']):+d} ms"
-            detail = str(entry.get("outcome"))
-            if entry.get("outcome") == "interrupted":
-                detail += " (replayed)" if entry.get("replayed") else ""
-        print(f"{device:<24} {start:<16} {detail}")
-    return 0 if in_sync else 1
+    def complete(self) -> bool:
+        return bool(self.members) and self.members <= set(self.entries)
+
+    def table(self) -> tuple[list[str], bool]:
+        """The lines to print and whether every device started in sync."""
+        in_sync = True
+        lines = [f"{'DEVICE':<24} {'START':<16} DETAIL"]
+        for device in sorted(self.members | set(self.entries) | set(self.starts)):
+            entry = self.entries.get(device)
+            error = entry.get("start_error_ms") if entry is not None else None
+            if entry is not None and (entry.get("outcome") == "skipped" or error is None):
+                start = "not played"
+                detail = str(entry.get("reason") or entry.get("outcome"))
+                if isinstance(error, int):
+                    detail += f" ({error:+d} ms)"
+                in_sync = False
+            elif entry is not None and isinstance(error, int):
+                start, detail = f"in sync {error:+d} ms", str(entry.get("outcome"))
+                if entry.get("outcome") == "interrupted" and entry.get("replayed"):
+                    detail += " (replayed)"
+            elif device in self.starts:
+                start, detail = f"in sync {self.starts[device]:+d} ms", "still playing"
+            else:
+                start, detail = "no report", self.acked.get(device, "no ack")
+                in_sync = False
+            lines.append(f"{device:<24} {start:<16} {detail}".rstrip())
+        return lines, in_sync
 
 
 def _await_acks(

@@ -37,7 +37,7 @@ from agent.signing import public_key_from_b64
 from agent.stage import AMPLIFIER_MODE_SETTING, Stage
 from agent.store import Store
 from agent.systemd import Notifier
-from agent.turns import LEVELS, Policy
+from agent.turns import Policy
 from agent.verify import Verifier
 from player.base import PlayEnded, PlayerEvents, PlayStarted, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
@@ -259,7 +259,6 @@ def build_conductor(
         recorder,
         _media_user(fetcher.cache),
         ZoneInfo(config.timezone),
-        timedelta(seconds=config.speaker.prepare_s),
         speaker_policy(config),
         director.event,
     )
@@ -283,7 +282,7 @@ def speaker_policy(config: AgentConfig) -> Policy:
     s = config.speaker
     return Policy(
         queue_max=s.queue_max,
-        replay_levels=frozenset(LEVELS[level] for level in s.replay_levels),
+        replay_levels=frozenset(level.rank for level in s.replay_levels),
         replay_within=timedelta(seconds=s.replay_within_s),
         tolerance=timedelta(milliseconds=s.sync_tolerance_ms),
         prepare=timedelta(seconds=s.prepare_s),

@@ -526,8 +526,7 @@ class Director:
         now, usage, power = NowPlaying(), CacheUsage(), None
         if self.conductor is not None:
             stage = self.conductor.stage
-            screen, speaker = stage.now_playing()
-            now = NowPlaying(screen=screen, speaker=speaker)
+            now = stage.now_playing()
             power = PowerState(
                 screen=None if stage.screen_on is None else ("on" if stage.screen_on else "off"),
                 screen_mode=stage.screen_mode,

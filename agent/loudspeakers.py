@@ -3,14 +3,14 @@
 Runs on the director's thread. Each announcement that arbitration reports due (``decide``) is
 taken in once, as a ``Call``, and from then on ``agent.turns`` decides when it speaks, waits,
 is cut, replayed or skipped; this module carries that out on the speaker player and writes every
-outcome to the play log. What waits (and what speaks) is saved in the store, so that a restart
-or a power cut loses no accepted announcement: one interrupted by it is replayed (by the same
-rules as any interruption), one waiting keeps waiting.
+outcome to the play log. What waits and what speaks (the ledger) is saved in the same
+transaction as each play-log write, so that a restart or a power cut loses no accepted
+announcement and plays none twice: one interrupted by it is replayed (by the same rules as any
+interruption), one waiting keeps waiting.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent import turns as rules
-from agent.arbiter import Announcement, Decision, World, is_valid
+from agent.arbiter import Announcement, Decision, PlayNow, World, is_valid
 from agent.playlog import PlaylogRecorder
-from agent.programs import bulletin_media
+from agent.programs import bulletin_fingerprint, bulletin_media
 from agent.protocol import Bulletin, Level, format_time, parse_time
-from agent.store import Store
+from agent.store import Settings, Store
 from agent.turns import (
     EMERGENCY,
-    LEVELS,
     TECHNICIAN,
     Call,
     Ended,
@@ -42,9 +41,12 @@ from agent.turns import (
 from player.base import PlayEnded, PlayItem, PlayStarted, SpeakerPlayer
 
 log = logging.getLogger(__name__)
-KNOWN_MEMORY = timedelta(days=2)
+# Arbitration offers an announcement only within its grace (600 s) of its due time: keys taken
+# in are remembered well beyond that (a clock stepped back by NTP included), not for ever.
+KNOWN_MEMORY = timedelta(hours=6)
 KNOWN_SETTING = "played"  # keys taken in (the name of the days when only plays were kept)
 LEDGER_SETTING = "speaker.turns"
+STOP_TIMEOUT = timedelta(seconds=5)  # a stop the speaker never answers ends the call anyway
 EventSink = Callable[[Literal["warning", "error"], str, str], None]
 
 
@@ -79,6 +81,7 @@ class Loudspeakers:
         self.relay_wanted: tuple[str, int] | None = None  # (url, level)
         self._relaying: str | None = None  # what the speaker was last told to relay
         self._floor = Floor()
+        self._stop_asked: datetime | None = None
 
     # ------------------------------------------------------------------ boot
 
@@ -90,20 +93,22 @@ class Loudspeakers:
             return {}
         try:
             saved = json.loads(raw)
-            waiting = [rules.call_from_json(c) for c in saved.get("waiting", [])]
-            speaking = saved.get("speaking")
-            call = rules.call_from_json(speaking["call"]) if speaking else None
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             log.error("the saved loudspeaker queue is unreadable and dropped: %s", exc)
             return {}
+        waiting = [c for c in map(_call_or_none, saved.get("waiting") or []) if c is not None]
         extra: dict[str, dict[str, Any]] = {}
+        speaking = saved.get("speaking") or {}
+        call = _call_or_none(speaking.get("call")) if speaking else None
         if call is not None:
             token = str(speaking.get("token") or "")
-            again = rules.replayable(call, now, Floor(), self.policy) if token else call
-            if token:
+            if not token:
+                waiting.append(call)  # it had not sounded yet: it waits again, as it was
+            elif token in {p.id for p in self.store.open_plays()}:
+                again = rules.replayable(call, now, Floor(), self.policy)
                 extra[token] = _fields(call, replayed=again is not None)
-            if again is not None:
-                waiting.append(again)
+                if again is not None:
+                    waiting.append(again)
         self.turns = Turns(waiting=tuple(waiting))
         return extra
 
@@ -111,13 +116,15 @@ class Loudspeakers:
 
     def follow(self, decision: Decision, world: World, now: datetime) -> datetime | None:
         """Take in what became due, apply the rules, and carry out what they say."""
+        if self._stop_asked is not None and now - self._stop_asked >= STOP_TIMEOUT:
+            self._stop_unanswered(now)
         grace = timedelta(seconds=max(0, world.grace_s))
         arrivals = [
             self._call(a, grace)
             for a in (*decision.speaker_queue, *decision.held)
             if a.key not in self.known
         ]
-        arrivals += self._synchronized(world)
+        arrivals += self._synchronized(world, grace)
         floor = self._floor_of(decision, world, now)
         self._floor = floor
         result = rules.step(self.turns, now, arrivals, floor, self.policy)
@@ -125,16 +132,21 @@ class Loudspeakers:
         self.turns = result.turns
         for call in arrivals:
             self.known[call.key] = now
-        for action in result.actions:
-            self._carry_out(action, now)
-        if changed:
+        wrote = False
+        # What is skipped first: each skip saves the ledger as it is after the whole step, so
+        # a power cut before a later start leaves that start to be made again, never lost.
+        actions = sorted(result.actions, key=lambda a: not isinstance(a, Skip))
+        for action in actions:
+            wrote = self._carry_out(action, now) or wrote
+        if changed and not wrote:
             self._save(now)
         self._follow_relay(floor)
-        return result.wake
+        waits = [t for t in (result.wake, self._stop_deadline()) if t is not None]
+        return min(waits, default=None)
 
-    def _call(self, a: Announcement, grace: timedelta) -> Call:
-        level = EMERGENCY if a.origin == "emergency" else LEVELS[a.bulletin.level]
-        start_by = a.due + grace
+    def _call(self, a: Announcement, grace: timedelta, play_at: datetime | None = None) -> Call:
+        level = EMERGENCY if a.origin == "emergency" else a.bulletin.level.rank
+        start_by = a.due + grace if play_at is None else play_at + self.policy.tolerance
         if a.expires is not None:
             start_by = min(start_by, a.expires)
         series = None if a.origin == "play_now" else f"{a.origin}|{a.ref}|{a.bulletin.id}"
@@ -148,33 +160,24 @@ class Loudspeakers:
             due=a.due,
             start_by=start_by,
             expires=a.expires,
+            play_at=play_at,
             order=a.order,
             seq=a.seq,
             series=series,
         )
 
-    def _synchronized(self, world: World) -> list[Call]:
-        """A synchronized ``play.now`` is taken in when it arrives (it is made ready ahead)."""
+    def _synchronized(self, world: World, grace: timedelta) -> list[Call]:
+        """A synchronized ``play.now`` is taken in, every repeat of it, as soon as it arrives:
+        it is made ready ahead, and one that arrives late is still accounted for."""
         calls = []
         for item in world.play_now:
-            key = f"{item.id}#1"
-            if not item.synchronized or item.bulletin.speaker is None or key in self.known:
+            if not item.synchronized or item.bulletin.speaker is None:
                 continue
-            call = Call(
-                key=key,
-                bulletin=item.bulletin,
-                origin="play_now",
-                ref=item.id,
-                level=LEVELS[item.bulletin.level],
-                rank=item.rank,
-                due=item.play_at,
-                start_by=item.play_at + self.policy.tolerance,
-                expires=item.expires_at,
-                play_at=item.play_at,
-                order=-1,
-                seq=1,
-            )
-            calls.append(call)
+            for seq in range(1, item.repeat + 1):
+                announcement = _play_now_announcement(item, seq)
+                if announcement.key not in self.known:
+                    play_at = item.play_at if seq == 1 else None  # the repeats follow it
+                    calls.append(self._call(announcement, grace, play_at))
         return calls
 
     def _floor_of(self, decision: Decision, world: World, now: datetime) -> Floor:
@@ -182,12 +185,12 @@ class Loudspeakers:
         if self.turns.speaking is not None:
             calls.append(self.turns.speaking)
         gone = {c.key for c in calls if not _in_force(c, world, now)}
-        live = {(e.ref, e.bulletin.id, _fingerprint(e.bulletin)) for e in world.entries}
+        live = {(e.ref, e.bulletin.id, bulletin_fingerprint(e.bulletin)) for e in world.entries}
         superseded = {
             c.key
-            for c in self.turns.waiting
+            for c in calls
             if c.origin in ("rotation", "scheduled")
-            and (c.ref, c.bulletin.id, _fingerprint(c.bulletin)) not in live
+            and (c.ref, c.bulletin.id, bulletin_fingerprint(c.bulletin)) not in live
         }
         relay = self.relay_wanted[1] if self.relay_wanted is not None else None
         return Floor(
@@ -198,18 +201,27 @@ class Loudspeakers:
             superseded=frozenset(superseded),
         )
 
-    def _carry_out(self, action: rules.Action, now: datetime) -> None:
+    def _carry_out(self, action: rules.Action, now: datetime) -> bool:
+        """Carry out one action; True when it saved the ledger (with its play-log write)."""
         if isinstance(action, Skip):
             self._skipped(action.call, action.reason, action.start_error_ms)
-        elif isinstance(action, Stop):
+            return True
+        if isinstance(action, Stop):
             log.info("speaker: stopping %s: %s", action.call.key, action.why)
+            self._stop_asked = now
             self.speaker.stop()  # its end comes back through finished()
         elif isinstance(action, Prepare):
             self.speaker.prepare(self._item(action.call))
         elif isinstance(action, Start):
             call = action.call
-            self.speaking = _Speaking("" if call.synchronized else self._open(call))
+            self.speaking = _Speaking("")
+            # The player first: a store error must not leave turns that say "speaking" over
+            # silent loudspeakers.
             self.speaker.play(self._item(call))
+            if not call.synchronized:
+                self._open(call, now)
+                return True
+        return False
 
     def _item(self, call: Call) -> PlayItem:
         media = {m.sha256: self.media_path(m.sha256) for m in bulletin_media(call.bulletin)}
@@ -224,12 +236,26 @@ class Loudspeakers:
             start_tolerance_ms=tolerance if call.play_at is not None else None,
         )
 
-    def _open(self, call: Call) -> str:
-        return self.recorder.started(call.bulletin.id, "speaker", call.ref)
+    def _open(self, call: Call, now: datetime) -> str:
+        """Record that ``call`` started, with the ledger saying so, in one transaction."""
+        speaking = self.speaking or _Speaking("")
+
+        def ledger(token: str) -> Settings:
+            speaking.token = token
+            return self._ledger(now)
+
+        token = self.recorder.started(call.bulletin.id, "speaker", call.ref, ledger)
+        self.speaking = speaking
+        return token
 
     def _skipped(self, call: Call, reason: str, start_error_ms: int | None) -> None:
+        if reason == "superseded":
+            # A new program's copy under the same key is taken in again, as new.
+            self.known.pop(call.key, None)
         fields = _fields(call, start_error_ms=start_error_ms)
-        self.recorder.skipped(call.bulletin.id, "speaker", call.ref, reason, fields)
+        now = self.recorder.clock()
+        settings = self._ledger(now)
+        self.recorder.skipped(call.bulletin.id, "speaker", call.ref, reason, fields, settings)
         where = f"{call.bulletin.id} ({call.ref})"
         log.warning("speaker: %s skipped: %s", where, reason)
         if reason == "late_for_play_at":
@@ -250,6 +276,16 @@ class Loudspeakers:
             self._relaying = url
             self.speaker.relay(url)
 
+    def _stop_deadline(self) -> datetime | None:
+        return None if self._stop_asked is None else self._stop_asked + STOP_TIMEOUT
+
+    def _stop_unanswered(self, now: datetime) -> None:
+        call = self.turns.speaking
+        self._stop_asked = None
+        if call is not None and self.turns.stopping:
+            log.error("speaker: %s did not answer its stop; ending it here", call.key)
+            self.finished(PlayEnded("speaker", call.key, "interrupted"), now)
+
     # ------------------------------------------------------------------ player reports
 
     def started(self, report: PlayStarted, now: datetime) -> None:
@@ -259,11 +295,10 @@ class Loudspeakers:
             return
         self.turns = rules.started(self.turns, report.key)
         self.speaking.start_error_ms = report.start_error_ms
-        if not self.speaking.token:
-            self.speaking.token = self._open(call)
         if report.start_error_ms is not None:
             log.info("speaker: %s started %+d ms from its play_at", call.key, report.start_error_ms)
-        self._save(now)
+        if not self.speaking.token:
+            self._open(call, now)
 
     def finished(self, report: PlayEnded, now: datetime) -> None:
         """The speaker reports the end of a call."""
@@ -279,29 +314,32 @@ class Loudspeakers:
         )
         if ended is None:
             return
+        self._stop_asked = None
         speaking, self.speaking = self.speaking, None
-        self._record(ended, speaking)
         if report.outcome == "failed":
             log.warning("speaker failed on %s: %s", report.key, report.detail)
-        self._save(now)
+        if not self._record(ended, speaking, now):
+            self._save(now)
 
-    def _record(self, ended: Ended, speaking: _Speaking | None) -> None:
+    def _record(self, ended: Ended, speaking: _Speaking | None, now: datetime) -> bool:
+        """Write how ``ended`` ended, with the ledger; False when there is nothing to write."""
         call = ended.call
         if ended.outcome == "skipped":
             self._skipped(call, ended.reason or "late_for_play_at", ended.start_error_ms)
-            return
+            return True
         if not ended.sounded and ended.outcome == "interrupted":
-            return  # a synchronized call stopped before its time: it waits again, no play yet
+            return False  # a synchronized call stopped before its time: it waits again
         token = speaking.token if speaking is not None else ""
         if not token:  # never sounded (failed before its time): still a play, ended at once
-            token = self._open(call)
+            token = self.recorder.started(call.bulletin.id, "speaker", call.ref)
         error = speaking.start_error_ms if speaking is not None else None
         fields = _fields(call, start_error_ms=error, replayed=ended.replayed)
         if ended.outcome == "failed":
             fields["reason"] = ended.reason
-        self.recorder.ended(token, ended.outcome, fields)
+        self.recorder.ended(token, ended.outcome, fields, self._ledger(now))
         if call.synchronized:
             self.recorder.flush()  # the operator waits for this one
+        return True
 
     # ------------------------------------------------------------------ the technician
 
@@ -312,7 +350,7 @@ class Loudspeakers:
             bulletin=bulletin,
             origin=TECHNICIAN,
             ref=TECHNICIAN,
-            level=LEVELS[Level.NORMAL],
+            level=Level.NORMAL.rank,
             rank=0,
             due=now,
             start_by=now + timedelta(seconds=1),
@@ -322,14 +360,17 @@ class Loudspeakers:
             return why
         self.turns = replace(self.turns, speaking=call, sounded=False, stopping=False)
         self._carry_out(Start(call), now)
-        self._save(now)
         return None
 
     # ------------------------------------------------------------------ the rest
 
-    def now_playing(self) -> str | None:
+    def now_playing(self) -> tuple[str | None, str | None, int | None]:
+        """The bulletin speaking, what asked for it (``ref``), and its start error if any."""
         call = self.turns.speaking
-        return call.bulletin.id if call is not None else None
+        if call is None:
+            return None, None, None
+        error = self.speaking.start_error_ms if self.speaking is not None else None
+        return call.bulletin.id, call.ref, error
 
     def waiting(self) -> tuple[Call, ...]:
         return self.turns.waiting
@@ -341,7 +382,8 @@ class Loudspeakers:
         if call is not None:
             self.finished(PlayEnded("speaker", call.key, "interrupted"), now)
 
-    def _save(self, now: datetime) -> None:
+    def _ledger(self, now: datetime) -> Settings:
+        """The settings that bring the loudspeakers back as they are now."""
         horizon = now - KNOWN_MEMORY
         self.known = {k: t for k, t in self.known.items() if t > horizon}
         speaking = None
@@ -353,13 +395,27 @@ class Loudspeakers:
             "waiting": [rules.call_to_json(c) for c in self.turns.waiting],
             "speaking": speaking,
         }
-        self.store.record(
-            settings={
-                KNOWN_SETTING: json.dumps({k: format_time(t) for k, t in self.known.items()}),
-                LEDGER_SETTING: json.dumps(ledger, ensure_ascii=False),
-            },
-            now=now.timestamp(),
-        )
+        return {
+            KNOWN_SETTING: json.dumps({k: format_time(t) for k, t in self.known.items()}),
+            LEDGER_SETTING: json.dumps(ledger, ensure_ascii=False),
+        }
+
+    def _save(self, now: datetime) -> None:
+        self.store.record(settings=self._ledger(now), now=now.timestamp())
+
+
+def _play_now_announcement(item: PlayNow, seq: int) -> Announcement:
+    return Announcement(
+        item.bulletin,
+        "play_now",
+        item.id,
+        item.play_at,
+        f"{item.id}#{seq}",
+        item.rank,
+        -1,
+        seq,
+        item.expires_at,
+    )
 
 
 def _fields(
@@ -375,6 +431,16 @@ def _fields(
     return fields
 
 
+def _call_or_none(data: Any) -> Call | None:
+    """A saved call, or None (logged) when the record is damaged: one bad record must not take
+    the rest of the queue with it."""
+    try:
+        return rules.call_from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.error("a saved announcement is unreadable and dropped: %s", exc)
+        return None
+
+
 def _in_force(call: Call, world: World, now: datetime) -> bool:
     """Whether an emergency call's emergency still holds (others always do): its command is
     in force, or its program bulletin is still live and valid."""
@@ -386,10 +452,6 @@ def _in_force(call: Call, world: World, now: datetime) -> bool:
         e.ref == call.ref and e.bulletin.id == call.bulletin.id and is_valid(e.bulletin, now)
         for e in world.entries
     )
-
-
-def _fingerprint(bulletin: Bulletin) -> str:
-    return hashlib.sha256(bulletin.model_dump_json().encode()).hexdigest()[:16]
 
 
 def _load_known(store: Store) -> dict[str, datetime]:

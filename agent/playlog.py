@@ -35,7 +35,7 @@ from typing import Any, get_args
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
 from agent.protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
-from agent.store import OpenPlay, OutboxMessage, Store
+from agent.store import OpenPlay, OutboxMessage, Settings, Store
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,15 @@ class PlaylogRecorder:
             )
         return len(entries)
 
-    def started(self, bulletin_id: str, channel: Channel, ref: str | None = None) -> str:
-        """A play began; return the token to pass to ``ended``. Durable when it returns."""
+    def started(
+        self,
+        bulletin_id: str,
+        channel: Channel,
+        ref: str | None = None,
+        settings: Callable[[str], Settings] | None = None,
+    ) -> str:
+        """A play began; return the token to pass to ``ended``. Durable when it returns, with
+        ``settings(token)`` (the caller's own state, saved in the same transaction)."""
         if channel not in CHANNELS:
             raise ValueError(f"channel {channel!r}: one of {', '.join(CHANNELS)}")
         if not bulletin_id:
@@ -131,14 +138,19 @@ class PlaylogRecorder:
             _entry_json(play, "completed", at)  # what ``ended`` will write must be valid
         except ValidationError as exc:
             raise ValueError(f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-        self.store.open_play(play)
+        self.store.open_play(play, settings(play.id) if settings is not None else None)
         self._mine.add(play.id)
         return play.id
 
     def ended(
-        self, token: str, outcome: Outcome, extra: Mapping[str, Any] | None = None
+        self,
+        token: str,
+        outcome: Outcome,
+        extra: Mapping[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> PlaylogEntry | None:
-        """The play of ``token`` ended: its entry is pending (durably) when this returns.
+        """The play of ``token`` ended: its entry is pending (durably) when this returns, and
+        ``settings`` are saved in the same transaction.
 
         ``extra`` holds optional entry fields (``start_error_ms``); an unknown key or a wrong
         type raises ValueError. Returns the entry, or None when ``token`` is not open (ended
@@ -153,7 +165,7 @@ class PlaylogRecorder:
             # A clock stepped back (NTP) must not make a play end before it started.
             return _entry_json(play, outcome, max(now, play.started_at), extensions)
 
-        written = self.store.end_plays(finish, ids=[token], alive_at=now)
+        written = self.store.end_plays(finish, ids=[token], alive_at=now, settings=settings)
         self._mine.discard(token)
         if not written:
             log.warning("playlog: play %s ended but is not open (ended already?)", token)
@@ -167,20 +179,34 @@ class PlaylogRecorder:
         ref: str | None,
         reason: str,
         extra: Mapping[str, Any] | None = None,
+        settings: Settings | None = None,
     ) -> PlaylogEntry:
         """Record at once, durably, an announcement or showing that was accepted but will never
-        play, with the ``reason`` (``expired_in_queue``, ``queue_full``, ``late_for_play_at``…).
+        play, with the ``reason`` (``expired_in_queue``, ``queue_full``, ``late_for_play_at``…),
+        and ``settings`` in the same transaction.
         """
+        entry_id, text = self.skipped_entry(bulletin_id, channel, ref, reason, extra)
+        self.store.add_playlog_entry(entry_id, text, settings)
+        return PlaylogEntry.model_validate_json(text)
+
+    def skipped_entry(
+        self,
+        bulletin_id: str,
+        channel: Channel,
+        ref: str | None,
+        reason: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[str, str]:
+        """A ``skipped`` entry ``(id, json)``, not yet written: for ``Store.record(entries=…)``
+        in the caller's own transaction."""
         now = self._clock()
         at = format_time(now)
         play = OpenPlay(entry_id(self.device_id, now), bulletin_id, channel, ref, at, at)
         extensions = _extensions({**(extra or {}), "reason": reason})
         try:
-            text = _entry_json(play, "skipped", at, extensions)
+            return play.id, _entry_json(play, "skipped", at, extensions)
         except ValidationError as exc:
             raise ValueError(f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-        self.store.add_playlog_entry(play.id, text)
-        return PlaylogEntry.model_validate_json(text)
 
     def heartbeat(self) -> None:
         """Note that the open plays are still playing (``tick`` does it)."""

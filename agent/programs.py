@@ -8,6 +8,7 @@ district before ``all``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ def bulletin_media(bulletin: Bulletin, channel: str | None = None) -> list[Media
     parts = {"screen": bulletin.screen, "speaker": bulletin.speaker}
     chosen = [parts[channel]] if channel is not None else list(parts.values())
     return [p.media for p in chosen if p is not None and p.media is not None and p.kind != "stream"]
+
+
+def bulletin_fingerprint(bulletin: Bulletin) -> str:
+    """A short hash of a bulletin's content: a corrected bulletin under the same id differs."""
+    return hashlib.sha256(bulletin.model_dump_json().encode()).hexdigest()[:16]
 
 
 def media_of(body: ProgramBody) -> list[Media]:

@@ -18,10 +18,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -120,6 +122,11 @@ class Level(StrEnum):
     NORMAL = "normal"
     PRIORITY = "priority"
     EMERGENCY = "emergency"
+
+    @property
+    def rank(self) -> int:
+        """0, 1, 2: a higher level goes first and interrupts a lower one."""
+        return ("normal", "priority", "emergency").index(self.value)
 
 
 class Media(_Doc):
@@ -382,8 +389,22 @@ class DeviceState(BaseModel):
 
 
 class NowPlaying(BaseModel):
+    """What shows and what speaks. Extensions: ``speaker_ref`` names what asked for the
+    announcement (a command id, a program topic), ``start_error_ms`` how far a synchronized one
+    started from its ``play_at``, as soon as it sounds."""
+
     screen: str | None = None
     speaker: str | None = None
+    speaker_ref: str | None = None
+    start_error_ms: int | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extensions(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for key in ("speaker_ref", "start_error_ms"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class CacheUsage(BaseModel):

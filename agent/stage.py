@@ -9,7 +9,6 @@ waits. The loudspeakers' side is ``agent.loudspeakers``; the screen's is here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -32,10 +31,19 @@ from agent.arbiter import (
 )
 from agent.loudspeakers import EventSink, Loudspeakers
 from agent.playlog import PlaylogRecorder
-from agent.programs import Merged, bulletin_media
-from agent.protocol import Bulletin, Channel, Envelope, Level, Outcome, format_time, parse_time
-from agent.store import Store
-from agent.turns import LEVELS, Policy
+from agent.programs import Merged, bulletin_fingerprint, bulletin_media
+from agent.protocol import (
+    Bulletin,
+    Channel,
+    Envelope,
+    Level,
+    NowPlaying,
+    Outcome,
+    format_time,
+    parse_time,
+)
+from agent.store import Settings, Store
+from agent.turns import Policy
 from player.base import PlayEnded, PlayItem, PlayStarted, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
@@ -69,7 +77,6 @@ class Stage:
         recorder: PlaylogRecorder,
         media_path: Callable[[str], Path],
         tz: ZoneInfo,
-        prepare: timedelta = timedelta(seconds=10),
         policy: Policy | None = None,
         event: EventSink = _no_event,
     ) -> None:
@@ -81,12 +88,7 @@ class Stage:
         self.world = World(tz=tz, shown=_load_shown(store))
         self.cursor = Cursor()
         self.loudspeakers = Loudspeakers(
-            store,
-            speaker,
-            recorder,
-            media_path,
-            replace(policy or Policy(), prepare=prepare),
-            event,
+            store, speaker, recorder, media_path, policy or Policy(), event
         )
         self.showing: _Showing | None = None
         self.screen_on: bool | None = None
@@ -122,7 +124,7 @@ class Stage:
                 saved = json.loads(relay)
                 self.loudspeakers.relay_wanted = (
                     str(saved["url"]),
-                    LEVELS[Level(saved.get("level", "normal"))],
+                    Level(saved.get("level", "normal")).rank,
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("the saved relay is unreadable and dropped: %s", exc)
@@ -137,10 +139,12 @@ class Stage:
                 # One unreadable record (an older format) must not keep the board from booting.
                 log.error("a saved override is unreadable and dropped: %s", exc)
                 continue
-            self.add_override(env, rank, received, now)
-        self._expire(now)
+            self.add_override(env, rank, received, now, expire=False)
+        self._expire(now)  # once all are back: each one's screen time is kept
 
-    def add_override(self, env: Envelope, rank: int, received: datetime, now: datetime) -> None:
+    def add_override(
+        self, env: Envelope, rank: int, received: datetime, now: datetime, expire: bool = True
+    ) -> None:
         """Start an ``emergency.start`` or ``play.now`` (already verified)."""
         expires = parse_time(env.expires_at) if env.expires_at else None
         if env.type == "emergency.start":
@@ -162,7 +166,8 @@ class Stage:
             )
             self.world = replace(self.world, play_now=(*self.world.play_now, item))
         self._docs[env.id] = (env, rank, received)
-        self._expire(now, persist=False)  # the caller saves it with its ack: overrides_setting()
+        if expire:
+            self._expire(now, persist=False)  # the caller saves it with its ack
 
     def stop_emergency(self, ref: str | None, now: datetime) -> int:
         """End one emergency (or all); return how many ended."""
@@ -174,6 +179,21 @@ class Stage:
         self.world = replace(self.world, emergencies=kept)
         self._expire(now, persist=False)  # the caller saves it with its ack
         return ended
+
+    def never_played(self, env: Envelope, reason: str) -> list[tuple[str, str]]:
+        """The ``skipped`` play-log entries of an accepted ``play.now`` or ``emergency.start``
+        that will never be in force (its files could not be had, it was stopped first)."""
+        bulletin = env.body.bulletin
+        entries = []
+        if bulletin.speaker is not None:
+            times = (env.body.repeat or 1) if env.type == "play.now" else 1
+            entries += [
+                self.recorder.skipped_entry(bulletin.id, "speaker", env.id, reason)
+                for _ in range(times)
+            ]
+        if bulletin.screen is not None:
+            entries.append(self.recorder.skipped_entry(bulletin.id, "screen", env.id, reason))
+        return entries
 
     def overrides_setting(self) -> dict[str, str | None]:
         """The overrides in force, as the store setting that brings them back after a reboot."""
@@ -274,22 +294,27 @@ class Stage:
         slot = showing.slot
         done = slot.until is not None and slot.until <= now
         fields: dict[str, object] = {}
-        item = self._play_now(slot)
-        if item is not None:
+        settings = None
+        if slot.origin == "play_now":
             # Its time counts while it shows: interrupted, it resumes with the rest.
-            left = play_now_remaining(item, self.world, now)
-            spent = self.world.shown.get(item.id, 0) + _ms(now - showing.since)
-            self.world = replace(self.world, shown={**self.world.shown, item.id: spent})
-            done = left <= timedelta(0)
+            item = self._play_now(slot)
+            left = play_now_remaining(item, self.world, now) if item else timedelta(0)
+            if item is not None:
+                spent = self.world.shown.get(item.id, 0) + _ms(now - showing.since)
+                self.world = replace(self.world, shown={**self.world.shown, item.id: spent})
+            done = left <= timedelta(0) and item is not None
             if not done:
                 grace = timedelta(seconds=self.world.grace_s)
-                fields["replayed"] = play_now_screen_open(item, self.world, now, grace)
-            self._save_shown(now)
+                alive = item is not None and play_now_screen_open(item, self.world, now, grace)
+                fields["replayed"] = alive
+            settings = self._shown_setting()
         if self.world.showing == slot.key:
             self.world = replace(self.world, showing=None, showing_since=None)
         final: Outcome = outcome or ("completed" if done else "interrupted")
         if showing.token:  # (not when it failed already)
-            self.recorder.ended(showing.token, final, fields)
+            self.recorder.ended(showing.token, final, fields, settings)
+        elif settings is not None:
+            self.store.record(settings=settings, now=now.timestamp())
 
     def _play_now(self, slot: ScreenSlot) -> PlayNow | None:
         if slot.origin != "play_now":
@@ -318,14 +343,13 @@ class Stage:
         total = item.bulletin.screen.duration_ms * max(1, item.repeat)
         if self.world.shown.get(item.id, 0) >= total or self.world.showing == item.id:
             return
-        self.recorder.skipped(item.bulletin.id, "screen", item.id, reason)
-        log.warning("screen: %s (%s) skipped: %s", item.bulletin.id, item.id, reason)
         self.world = replace(self.world, shown={**self.world.shown, item.id: total})
+        settings = self._shown_setting()
+        self.recorder.skipped(item.bulletin.id, "screen", item.id, reason, settings=settings)
+        log.warning("screen: %s (%s) skipped: %s", item.bulletin.id, item.id, reason)
 
-    def _save_shown(self, now: datetime) -> None:
-        self.store.record(
-            settings={SCREEN_SETTING: json.dumps(dict(self.world.shown))}, now=now.timestamp()
-        )
+    def _shown_setting(self) -> Settings:
+        return {SCREEN_SETTING: json.dumps(dict(self.world.shown))}
 
     # ------------------------------------------------------------------ player reports
 
@@ -361,7 +385,7 @@ class Stage:
     def relay(self, url: str | None, level: Level = Level.NORMAL) -> None:
         """``stream.start`` (a URL) or ``stream.stop`` (None); the caller saves it with its ack
         and reconciles."""
-        self.loudspeakers.relay_wanted = None if url is None else (url, LEVELS[level])
+        self.loudspeakers.relay_wanted = None if url is None else (url, level.rank)
 
     def say(self, text: str, voice: str | None, chime: bool) -> str | None:
         """A technician's ``say`` on the loudspeakers, when they are free (else why not)."""
@@ -376,9 +400,15 @@ class Stage:
 
     # ------------------------------------------------------------------ helpers
 
-    def now_playing(self) -> tuple[str | None, str | None]:
-        screen = self.showing.slot.bulletin.id if self.showing is not None else None
-        return screen, self.loudspeakers.now_playing()
+    def now_playing(self) -> NowPlaying:
+        """What shows and what speaks now (the status message's ``now``)."""
+        speaker, ref, error = self.loudspeakers.now_playing()
+        return NowPlaying(
+            screen=self.showing.slot.bulletin.id if self.showing is not None else None,
+            speaker=speaker,
+            speaker_ref=ref,
+            start_error_ms=error,
+        )
 
     def _item(
         self, bulletin: Bulletin, channel: Channel, key: str, origin: str, until: datetime | None
@@ -400,7 +430,7 @@ def say_bulletin(text: str, voice: str | None, chime: bool = False) -> Bulletin:
 
 def _slot_key(slot: ScreenSlot, cursor: Cursor) -> str:
     # The content's fingerprint too: a corrected bulletin under the same id is shown at once.
-    content = hashlib.sha256(slot.bulletin.model_dump_json().encode()).hexdigest()[:16]
+    content = bulletin_fingerprint(slot.bulletin)
     if slot.origin == "rotation":
         since = cursor.since.isoformat() if cursor.since else "-"
         return f"rotation|{slot.ref}|{slot.bulletin.id}|{content}|{since}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +88,7 @@ class OpenPlay:
 
 # An outbox message as ``record`` takes it: (kind, topic, payload, qos).
 OutboxMessage = tuple[str, str, bytes, int]
+Settings = Mapping[str, str | None]  # key -> value (None: delete)
 
 
 @dataclass(frozen=True)
@@ -188,17 +189,20 @@ class Store:
         *,
         seen: tuple[str, float] | None = None,
         program: tuple[str, int, str] | None = None,
-        settings: dict[str, str | None] | None = None,
+        settings: Settings | None = None,
         messages: list[tuple[str, str, bytes, int]] | None = None,
         put_programs: tuple[ProgramRow, ...] = (),
         drop_programs: tuple[tuple[str, str], ...] = (),
+        entries: Sequence[tuple[str, str]] = (),
         now: float,
     ) -> None:
         """Apply state changes and queue outgoing messages in one transaction.
 
         ``seen`` is ``(id, expires_at)``; ``program`` is ``(topic, version, id)``; a setting set
         to None is deleted; ``messages`` are ``(kind, topic, payload, qos)``; ``drop_programs``
-        are ``(topic, state)`` rows removed before ``put_programs`` are written.
+        are ``(topic, state)`` rows removed before ``put_programs`` are written; ``entries``
+        are finished playlog entries ``(id, json)`` (``skipped`` ones, with the ack that gives
+        their announcement up).
         """
         with self._tx() as db:
             if seen is not None:
@@ -221,13 +225,12 @@ class Store:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (row.topic, row.state, row.doc_id, row.version, row.payload, row.since),
                 )
-            for key, value in (settings or {}).items():
-                if value is None:
-                    db.execute("DELETE FROM settings WHERE key = ?", (key,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value)
-                    )
+            _put_settings(db, settings)
+            for entry_id, entry in entries:
+                db.execute(
+                    "INSERT OR IGNORE INTO playlog_pending(id, entry) VALUES (?, ?)",
+                    (entry_id, entry),
+                )
             for kind, topic, payload, qos in messages or ():
                 db.execute(
                     "INSERT INTO outbox(kind, topic, payload, qos, created_at)"
@@ -260,12 +263,14 @@ class Store:
 
     # ------------------------------------------------------------------ playlog
 
-    def open_play(self, play: OpenPlay) -> None:
+    def open_play(self, play: OpenPlay, settings: Settings | None = None) -> None:
         """Remember a play that started, durably: a SIGKILL mid-play still yields an entry.
 
-        Every other open play is known to be alive at this instant too.
+        Every other open play is known to be alive at this instant too. ``settings`` are
+        written in the same transaction (as in ``record``).
         """
         with self._tx() as db:
+            _put_settings(db, settings)
             db.execute(
                 "INSERT INTO playlog_open(id, bulletin, channel, ref, started_at, alive_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -297,16 +302,18 @@ class Store:
         finish: Callable[[OpenPlay], str],
         ids: Sequence[str] | None = None,
         alive_at: str | None = None,
+        settings: Settings | None = None,
     ) -> list[str]:
         """Turn open plays (those of ``ids``, or all) into pending playlog entries.
 
         ``finish`` makes the entry's JSON; the entry keeps the play's id. One transaction: a
         play is open or pending, never both nor neither. An id that is not open is skipped (it
         ended already), so ending twice records one entry. ``alive_at`` touches the plays that
-        stay open. Returns the entries written.
+        stay open. ``settings`` are written in the same transaction. Returns the entries written.
         """
         written: list[str] = []
         with self._tx() as db:
+            _put_settings(db, settings)
             if ids is None:
                 wanted = [str(r[0]) for r in db.execute("SELECT id FROM playlog_open")]
             else:
@@ -333,9 +340,13 @@ class Store:
                 db.execute("UPDATE playlog_open SET alive_at = MAX(alive_at, ?)", (alive_at,))
         return written
 
-    def add_playlog_entry(self, entry_id: str, entry: str) -> None:
-        """A finished entry written at once (what never played: ``skipped``)."""
+    def add_playlog_entry(
+        self, entry_id: str, entry: str, settings: Settings | None = None
+    ) -> None:
+        """A finished entry written at once (what never played: ``skipped``), with
+        ``settings`` in the same transaction."""
         with self._tx() as db:
+            _put_settings(db, settings)
             db.execute(
                 "INSERT OR IGNORE INTO playlog_pending(id, entry) VALUES (?, ?)", (entry_id, entry)
             )
@@ -375,3 +386,12 @@ class Store:
                     (*built, now),
                 )
             return len(rows)
+
+
+def _put_settings(db: sqlite3.Connection, settings: Settings | None) -> None:
+    """Write settings inside a transaction; a value of None deletes the setting."""
+    for key, value in (settings or {}).items():
+        if value is None:
+            db.execute("DELETE FROM settings WHERE key = ?", (key,))
+        else:
+            db.execute("INSERT OR REPLACE INTO settings(key, value) VALUES (?, ?)", (key, value))

@@ -20,7 +20,8 @@ The rules (``docs/protocol.md`` §24 holds them as a table, generated from ``int
    pauses for what is L or above (it is live: it resumes where the broadcast is, not replayed).
 5. An announcement interrupted before its end waits to be played again from its start, if its
    level is one of ``replay_levels`` (default normal and priority), within ``replay_within`` of
-   the interruption and before its own expiry. Its turn comes by precedence, like any other.
+   the interruption and before its own expiry; an emergency's announcement is always played
+   again while its emergency is in force. Its turn comes by precedence, like any other.
 6. What waits has a deadline to start: ``grace`` after it was due, or for a synchronized one
    ``tolerance`` after its ``play_at``; past it, it is skipped. At most ``queue_max`` wait: the
    last in precedence falls off. A newer occurrence of a scheduled announcement, or of an
@@ -41,8 +42,7 @@ from typing import Any, Literal
 
 from agent.protocol import Bulletin, Level, format_time, parse_time
 
-LEVELS: dict[Level, int] = {Level.NORMAL: 0, Level.PRIORITY: 1, Level.EMERGENCY: 2}
-EMERGENCY = LEVELS[Level.EMERGENCY]
+EMERGENCY = Level.EMERGENCY.rank
 TECHNICIAN = "technician"
 
 SkipReason = Literal[
@@ -63,7 +63,7 @@ class Call:
     bulletin: Bulletin
     origin: str  # rotation (a go-live announcement), scheduled, play_now, emergency, technician
     ref: str  # the program topic, or the command id
-    level: int  # LEVELS; an emergency.start's is EMERGENCY whatever its bulletin says
+    level: int  # Level.rank; an emergency.start's is EMERGENCY whatever its bulletin says
     rank: int  # source precedence: 0 = the device's own topic, then its groups
     due: datetime
     start_by: datetime  # it must start before this, or it is skipped
@@ -88,7 +88,7 @@ class Call:
 class Policy:
     """The tunable parts of the rules (``[speaker]`` in the configuration)."""
 
-    queue_max: int = 20
+    queue_max: int = 50
     replay_levels: frozenset[int] = frozenset({0, 1})
     replay_within: timedelta = timedelta(hours=1)
     tolerance: timedelta = timedelta(milliseconds=200)
@@ -249,9 +249,6 @@ def step(
             actions.append(Skip(call, reason, error))
 
     waiting.sort(key=lambda c: c.precedence)
-    while len(waiting) > policy.queue_max:
-        actions.append(Skip(waiting.pop(), "queue_full"))
-
     speaking, sounded, stopping = turns.speaking, turns.sounded, turns.stopping
     prepared = {k for k in turns.prepared if any(w.key == k for w in waiting)}
     if speaking is not None and not stopping:
@@ -281,6 +278,10 @@ def step(
             actions.append(Start(chosen))
             break
 
+    # The bound counts what waits, once the next has been chosen.
+    while len(waiting) > policy.queue_max:
+        actions.append(Skip(waiting.pop(), "queue_full"))
+    prepared &= {c.key for c in waiting}
     new = Turns(speaking, sounded, stopping, tuple(waiting), frozenset(prepared))
     return StepResult(new, tuple(actions), _wake(waiting, now, policy))
 
@@ -290,6 +291,10 @@ def _why_stop(
 ) -> str | None:
     if speaking.key in floor.gone:
         return "its source ended"
+    if speaking.key in floor.superseded:
+        return "a new program withdrew or changed it"
+    if floor.amplifier_off:
+        return "the amplifier was forced off"
     if _blocked(speaking, floor):
         return "an emergency is in force" if floor.emergency else "a live relay of a higher level"
     for call in waiting:
@@ -362,10 +367,12 @@ def finish(
 
 def replayable(call: Call, now: datetime, floor: Floor, policy: Policy) -> Call | None:
     """The replay of an interrupted call (rule 5), or None when it is not replayed."""
+    replays = call.level in policy.replay_levels or call.origin == "emergency"
     if (
-        call.origin == TECHNICIAN
-        or call.level not in policy.replay_levels
+        not replays
+        or call.origin == TECHNICIAN
         or call.key in floor.gone
+        or call.key in floor.superseded
         or (call.expires is not None and call.expires <= now)
     ):
         return None

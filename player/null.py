@@ -97,8 +97,9 @@ class NullSpeaker:
             if self._current is not item:
                 return
             self._timer = timer
+            # Reported under the lock: a stop meanwhile cannot report its end before this.
+            self.events.started(PlayStarted("speaker", item.key, error_ms))
         log.info("speaker: %s (%s) for %.1f s", item.bulletin.id, item.origin, seconds)
-        self.events.started(PlayStarted("speaker", item.key, error_ms))
         timer.start()
 
     def prepare(self, item: PlayItem) -> None:

@@ -38,10 +38,11 @@ from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.normalize import normalize
 from player.output import RATE, AudioOutput, open_output
 from player.power import PowerHook
-from player.tts import Tts, TtsError
+from player.tts import Speech, Tts, TtsError
 
 log = logging.getLogger(__name__)
 PIECE_S = 0.1  # what is written at once: how quickly a stop is heard
+PREPARED_MAX = 2  # speeches synthesized ahead and kept for their play
 STREAM_MAX_S = 3600.0  # a bulletin of kind "stream" relays at most this long
 STREAM_GIVE_UP_S = 30.0  # … and ends when its stream has not played for this long
 Chunks = Iterator[bytes]
@@ -156,6 +157,7 @@ class AudioSpeaker:
         self._relay: Any = None
         self._relay_warm_until = 0.0
         self._chime: bytes | None = None
+        self._prepared: dict[str, Speech] = {}  # speech synthesized ahead, by item key
         self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
         self._thread.start()
 
@@ -176,18 +178,23 @@ class AudioSpeaker:
                 job.stop.set()
 
     def prepare(self, item: PlayItem) -> None:
-        """Synthesize ``item``'s speech ahead, into the TTS cache, on a thread of its own (so
-        that, handed over later, it is ready at once); files need nothing ahead."""
+        """Start synthesizing ``item``'s speech now, on a thread of its own, and keep it for
+        when the item is played (so that, handed over later, its first sentence is ready at
+        once); files need nothing ahead."""
         part = item.bulletin.speaker
         if part is None or part.kind != "tts" or self._closing:
             return
 
         def synthesize() -> None:
             try:
-                for _ in self.tts.synthesize(normalize(part.text or ""), part.voice):
-                    pass
+                speech = self.tts.synthesize(normalize(part.text or ""), part.voice)
             except Exception as exc:  # it is tried again when it plays
                 log.warning("speaker: preparing %s failed: %s", item.key, exc)
+                return
+            with self._lock:
+                self._prepared[item.key] = speech
+                while len(self._prepared) > PREPARED_MAX:
+                    self._prepared.pop(next(iter(self._prepared))).close()
 
         threading.Thread(target=synthesize, name="speaker-prepare", daemon=True).start()
 
@@ -201,6 +208,10 @@ class AudioSpeaker:
         if self._thread.is_alive():
             log.error("the speaker thread did not stop; closing its output anyway")
         self._stop_relay()
+        with self._lock:
+            for speech in self._prepared.values():
+                speech.close()
+            self._prepared.clear()
         if self._decoder is not None:
             self._decoder.close()
         self.tts.close()
@@ -318,7 +329,10 @@ class AudioSpeaker:
         return intro, next(content, b""), content
 
     def _speech(self, job: _Job, text: str, voice: str | None) -> Chunks:
-        speech = self.tts.synthesize(normalize(text), voice)
+        with self._lock:
+            speech = self._prepared.pop(job.item.key, None)
+        if speech is None:
+            speech = self.tts.synthesize(normalize(text), voice)
         try:
             while True:
                 if job.stop.is_set():

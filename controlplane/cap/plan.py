@@ -44,7 +44,6 @@ from controlplane.cap.wire import (
 )
 
 _DRILLS = (Status.EXERCISE, Status.TEST)
-_LEVEL_RANK = {Level.PRIORITY: 1, Level.EMERGENCY: 2}
 
 
 @dataclass(frozen=True)
@@ -291,7 +290,7 @@ class _Planner:
             first = reasons[0]
             raise Refused(first.code, "; ".join(dict.fromkeys(r.message for r in reasons)))
         chosen: dict[str, tuple[int, Level]] = {}
-        for index, level, groups in sorted(candidates, key=lambda c: (-_LEVEL_RANK[c[1]], c[0])):
+        for index, level, groups in sorted(candidates, key=lambda c: (-c[1].rank, c[0])):
             for group in groups:
                 chosen.setdefault(group, (index, level))
         bulletins = {index: self._bulletin(index, level) for index, level in set(chosen.values())}

@@ -37,7 +37,10 @@ from tests.helpers import (
 )
 
 GROUP = "q10-p12"
-FIRST = "Thông báo thứ nhất: ngày mai phường tổ chức tiêm chủng tại trạm y tế."
+FIRST = (
+    "Thông báo thứ nhất: ngày mai phường tổ chức tiêm chủng tại trạm y tế phường, từ bảy giờ "
+    "sáng, đề nghị bà con mang theo sổ tiêm chủng và căn cước công dân."
+)
 SECOND = (
     "Thông báo thứ hai: từ bảy giờ sáng đến mười một giờ trưa thứ bảy, khu phố ba tạm ngừng "
     "cấp nước để sửa đường ống. Đề nghị bà con chủ động trữ nước."

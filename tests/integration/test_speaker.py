@@ -338,3 +338,36 @@ def test_forcing_the_amplifier_back_to_auto_while_sound_plays_switches_it_on() -
     assert switched == [True, False, True]
     amplifier.release()
     amplifier.close()
+
+
+def test_a_synchronized_start_ready_too_late_is_not_played(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, espeak_tts, events)
+    start_at = datetime.now(UTC) - timedelta(seconds=1)  # already past
+    try:
+        play(speaker, events, announcement("Một, hai."), start_at=start_at, start_tolerance_ms=200)
+    finally:
+        speaker.close()
+    [report] = events.reports
+    assert (report.outcome, report.reason) == ("skipped", "late_for_play_at")
+    assert report.start_error_ms is not None and report.start_error_ms >= 1000
+    assert "k1" not in events.started_at  # nothing sounded
+    if capture.exists():
+        assert rms(wav_pcm(capture)) == 0.0
+
+
+def test_speech_prepared_ahead_is_the_speech_played(tmp_path: Path, espeak_tts: Tts) -> None:
+    events = Events()
+    speaker, capture = speaker_on_file(tmp_path, espeak_tts, events, volume=100)
+    item = PlayItem(announcement("Ba, bốn, năm."), "speaker", "k1", "play_now")
+    try:
+        speaker.prepare(item)
+        wait_for(lambda: "k1" in speaker._prepared, 10, "the speech prepared")
+        events.done.clear()
+        speaker.play(item)
+        assert events.done.wait(30)
+        assert speaker._prepared == {}  # taken by the play, not synthesized twice
+    finally:
+        speaker.close()
+    assert events.ended == [("k1", "completed", "")]
+    assert rms(wav_pcm(capture)) > 500

@@ -76,6 +76,7 @@ class RecordingSpeaker:
     finished: list[PlayEnded] = field(default_factory=list)
     prepared: list[PlayItem] = field(default_factory=list)
     current: PlayItem | None = None
+    deaf: bool = False  # a wedged player: it never answers a stop
 
     def play(self, item: PlayItem) -> None:
         self.played.append(item)
@@ -83,7 +84,7 @@ class RecordingSpeaker:
 
     def stop(self) -> None:
         self.stopped += 1
-        if self.current is not None:
+        if self.current is not None and not self.deaf:
             self.finished.append(PlayEnded("speaker", self.current.key, "interrupted"))
             self.current = None
 
@@ -188,10 +189,13 @@ def spoken(bid: str, level: str = "normal", **extra: Any) -> dict[str, Any]:
     }
 
 
-def make_show(tmp_path: Path, store: Store) -> Show:
+def make_show(tmp_path: Path, store: Store, now: datetime | None = None) -> Show:
+    """The conductor and stage on recording players; ``now``: the clock at boot (a restart)."""
     signer = Signer()
     config = agent_config(tmp_path, signer)
     rig = make_rig(store, config, signer)
+    if now is not None:
+        rig.clock.now = now
     screen, speaker = RecordingScreen(), RecordingSpeaker()
     cache = ContentCache(tmp_path / "cache", 1 << 30)
     recorder = PlaylogRecorder(store, DEVICE, TOPICS, rig.clock)
@@ -804,3 +808,147 @@ def test_a_play_now_waits_for_a_screen_that_is_off_and_is_skipped_when_its_time_
         "skipped",
         "screen_off",
     )
+
+
+def audio_media(show: Show, name: str, cached: bool) -> dict[str, Any]:
+    data = f"âm thanh {name}".encode()
+    sha = hashlib.sha256(data).hexdigest()
+    if cached:
+        path = show.cache.path(sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    url = f"https://media.example.vn/{name}.mp3"
+    return {"url": url, "sha256": sha, "size": len(data), "mime": "audio/mpeg"}
+
+
+def test_a_stop_the_player_never_answers_ends_the_call_after_a_while(show: Show) -> None:
+    show.command("play.now", {"bulletin": spoken("ket")}, "stuck-0001")
+    show.speaker.deaf = True
+    show.command("emergency.start", {"bulletin": spoken("bao", "emergency")}, "emerg-000001")
+    assert show.speaker.stopped == 1 and show.speaker.played[-1].key == "stuck-0001#1"
+    assert show.wakes[-1] == show.rig.clock() + timedelta(seconds=5)
+    show.at(5)
+    current = show.speaker.current
+    assert current is not None and current.key.startswith("emerg")  # the emergency speaks
+    [entry] = [e for e in entries(show) if e["channel"] == "speaker"]
+    assert (entry["bulletin"], entry["outcome"], entry["replayed"]) == ("ket", "interrupted", True)
+
+
+def test_a_scheduled_announcement_corrected_while_it_waits_plays_as_corrected(
+    show: Show,
+) -> None:
+    show.command("emergency.start", {"bulletin": text("bao", "emergency")}, "emerg-000001")
+    now_local = show.rig.clock().astimezone(ZoneInfo("Asia/Ho_Chi_Minh"))
+    at = now_local.strftime("%H:%M")
+    sched = {**spoken("hop-to"), "schedule": {"times": [at]}}
+    show.program(1, [sched])
+    show.run_jobs()
+    assert show.speaker.current is None  # held by the emergency
+    fixed = {**sched, "speaker": {"kind": "tts", "text": "Họp tổ dân phố lúc 19 giờ."}}
+    show.at(1)
+    show.program(2, [fixed])
+    show.run_jobs()
+    show.command("emergency.stop", {}, "stop-000001")
+    current = show.speaker.current
+    assert current is not None and current.bulletin.speaker is not None
+    assert current.bulletin.speaker.text == "Họp tổ dân phố lúc 19 giờ."
+    show.speaker_done()
+    speaker = [(e["outcome"], e.get("reason")) for e in entries(show) if e["channel"] == "speaker"]
+    assert speaker == [("skipped", "superseded"), ("completed", None)]
+
+
+def test_an_announcement_finished_before_a_power_cut_is_not_played_again(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.command("play.now", {"bulletin": spoken("xong")}, "done-00001")
+    show.speaker_done()
+    again = make_show(tmp_path, store)  # the power went: no close()
+    again.conductor.reconcile()
+    assert again.speaker.played == []
+    assert [e["outcome"] for e in entries(again)] == ["completed"]
+
+
+def test_an_emergency_cut_by_a_power_cut_is_spoken_again_after_it(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.command("emergency.start", {"bulletin": spoken("bao", "emergency")}, "emerg-000001")
+    assert show.speaker.current is not None
+    again = make_show(tmp_path, store)
+    again.rig.clock.now = show.rig.clock() + timedelta(seconds=20)
+    again.conductor.reconcile()
+    current = again.speaker.current
+    assert current is not None and current.key.startswith("emerg-000001@")
+    speaker = [
+        (e["outcome"], e.get("replayed")) for e in entries(again) if e["channel"] == "speaker"
+    ]
+    assert speaker == [("interrupted", True)]
+
+
+def test_a_screen_play_now_skipped_is_skipped_once_and_shown_time_survives_a_restart(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.command("play.now", {"bulletin": text("mot", ms=20000)}, "first-0001")
+    show.at(5)
+    show.command("play.now", {"bulletin": text("hai", "priority", ms=10000)}, "second-001")
+    assert show.screen.current == "hai"  # the first has shown 5 of its 20 s
+    again = make_show(tmp_path, store, now=show.rig.clock())
+    again.at(10)
+    assert again.screen.current == "mot"
+    item = again.screen.shown[-1]
+    assert item is not None and item.until == again.rig.clock() + timedelta(seconds=15)
+
+
+def test_a_play_now_waiting_for_its_files_survives_a_restart_and_a_failure_is_logged(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    part = {"kind": "audio", "media": audio_media(show, "nhac", cached=False)}
+    bulletin = {"id": "nhac", "title": "Nhạc hiệu", "speaker": part}
+    show.command("play.now", {"bulletin": bulletin}, "files-0001")
+    assert statuses(show, "files-0001") == [("accepted", None)]
+    again = make_show(tmp_path, store)  # a restart before the file came
+    [job] = again.jobs
+    assert job.doc_id == "files-0001"
+    again.run_jobs(fail="hash_mismatch")
+    assert [s for s, _ in statuses(again, "files-0001")] == ["accepted", "failed"]
+    [entry] = entries(again)
+    assert (entry["bulletin"], entry["outcome"], entry["reason"]) == (
+        "nhac",
+        "skipped",
+        "hash_mismatch",
+    )
+    third = make_show(tmp_path, store)
+    assert third.jobs == []  # given up: not fetched again
+
+
+def test_an_emergency_stopped_before_its_files_came_is_logged_cancelled(show: Show) -> None:
+    part = {"kind": "audio", "media": audio_media(show, "coi", cached=False)}
+    alert = {"id": "coi", "title": "Còi", "level": "emergency", "speaker": part}
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000002")
+    show.command("emergency.stop", {}, "stop-000002")
+    [entry] = entries(show)
+    assert (entry["bulletin"], entry["reason"]) == ("coi", "cancelled")
+
+
+def test_a_late_synchronized_play_now_accounts_for_every_repeat(show: Show) -> None:
+    play_at = show.rig.clock() - timedelta(seconds=700)
+    body = {"bulletin": spoken("tre"), "play_at": format_time(play_at), "repeat": 2}
+    show.command("play.now", body, "late-00001")
+    got = [(e["outcome"], e["reason"]) for e in entries(show) if e["channel"] == "speaker"]
+    assert sorted(got) == [("skipped", "expired_in_queue"), ("skipped", "late_for_play_at")]
+
+
+def test_the_queue_bound_counts_what_waits_besides_what_speaks(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.conductor.stage.loudspeakers.policy = replace(
+        show.conductor.stage.loudspeakers.policy, queue_max=1
+    )
+    show.program(1, [spoken("mot"), spoken("hai")])
+    show.run_jobs()
+    assert show.speaker.current is not None
+    assert entries(show) == []  # one speaks, one waits: nothing falls off

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from agent.controlplane import ControlError, SigningKey, make_document
+from agent.controlplane import ControlError, SigningKey, SyncFollow, make_document
 from agent.signing import public_key_from_b64, signature_valid
 
 
@@ -46,3 +48,39 @@ def test_bad_target_and_type_are_named(key: SigningKey) -> None:
 def test_a_key_id_that_devices_cannot_hold_is_refused(kid: str) -> None:
     with pytest.raises(ControlError, match="bad key id"):
         SigningKey.generate(kid)
+
+
+def test_the_synchronized_call_table_says_who_started_in_sync_and_why_not() -> None:
+    follow = SyncFollow("call-0001", "grp:q10-p12", {"loa-01": "done", "loa-02": "done"})
+
+    def playlog(device: str, **entry: object) -> tuple[str, bytes]:
+        doc = {"ref": "call-0001", "channel": "speaker", **entry}
+        return f"ttcs/v1/dev/{device}/playlog", json.dumps({"entries": [doc]}).encode()
+
+    follow.take(*playlog("loa-01", outcome="completed", start_error_ms=1))
+    follow.take(
+        *playlog("loa-02", outcome="skipped", reason="late_for_play_at", start_error_ms=2300)
+    )
+    follow.take(*playlog("loa-01", outcome="completed", start_error_ms=1, attempt=2))  # a replay
+    state = {"groups": ["q10-p12"], "online": True}
+    follow.take("ttcs/v1/dev/loa-03/state", json.dumps(state).encode())
+    status = {"now": {"speaker": "b", "speaker_ref": "call-0001", "start_error_ms": -3}}
+    follow.take("ttcs/v1/dev/loa-04/status", json.dumps(status).encode())
+    follow.take("ttcs/v1/dev/loa-05/state", json.dumps({"groups": ["q10"]}).encode())
+    assert not follow.complete()  # loa-03 has not reported
+    lines, in_sync = follow.table()
+    assert not in_sync
+    assert [line.split() for line in lines[1:]] == [
+        ["loa-01", "in", "sync", "+1", "ms", "completed"],
+        ["loa-02", "not", "played", "late_for_play_at", "(+2300", "ms)"],
+        ["loa-03", "no", "report", "no", "ack"],
+        ["loa-04", "in", "sync", "-3", "ms", "still", "playing"],
+    ]
+
+
+def test_the_synchronized_call_table_is_in_sync_when_every_device_was() -> None:
+    follow = SyncFollow("call-0001", "dev:loa-01", {"loa-01": "done"})
+    entry = {"ref": "call-0001", "channel": "speaker", "outcome": "completed", "start_error_ms": 0}
+    follow.take("ttcs/v1/dev/loa-01/playlog", json.dumps({"entries": [entry]}).encode())
+    assert follow.complete()
+    assert follow.table()[1]

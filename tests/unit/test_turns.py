@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from agent.protocol import Bulletin, Level, SpeakerPart
 from agent.turns import (
     EMERGENCY,
-    LEVELS,
     TECHNICIAN,
     Call,
     Ended,
@@ -67,7 +66,7 @@ def call(
         level=Level(level),
         speaker=SpeakerPart(kind="tts", text=f"Thông báo {key}"),
     )
-    lvl = EMERGENCY if origin == "emergency" else LEVELS[Level(level)]
+    lvl = EMERGENCY if origin == "emergency" else Level(level).rank
     due_at = at(play_at) if play_at is not None else at(due)
     start_by = (
         at(play_at) + POLICY.tolerance if play_at is not None else due_at + timedelta(seconds=grace)
@@ -262,7 +261,7 @@ def test_amplifier_forced_off_skips_what_would_start() -> None:
 
 
 def test_a_priority_relay_holds_normal_calls_and_yields_to_its_level() -> None:
-    relay = Floor(relay_level=LEVELS[Level.PRIORITY])
+    relay = Floor(relay_level=Level.PRIORITY.rank)
     r = step(Turns(), NOW, [call("n")], relay, POLICY)
     assert kinds(r.actions) == []
     r = step(r.turns, NOW, [call("p", "priority")], relay, POLICY)
@@ -349,7 +348,7 @@ def _as_call(kind: Kind, key: str, play_at: float | None = None) -> Call:
 
 def meeting(playing: Kind, arriving: Kind) -> str:
     """What happens when ``arriving`` comes while ``playing`` plays, by running the rules."""
-    relay_of = {lvl: LEVELS[Level(lvl)] for lvl in ("normal", "priority", "emergency")}
+    relay_of = {lvl: Level(lvl).rank for lvl in ("normal", "priority", "emergency")}
     if playing[0] == "stream":
         floor = Floor(relay_level=relay_of[playing[1]])
         if arriving[0] == "stream":
@@ -369,13 +368,15 @@ def meeting(playing: Kind, arriving: Kind) -> str:
     incoming = _as_call(arriving, "in")
     if arriving[0] == "say":
         return "refused" if offer(turns, incoming, NOW, Floor(), POLICY) else "starts"
-    emergency = incoming.origin == "emergency" or current.origin == "emergency"
-    floor = Floor(emergency=emergency and arriving[0] == "emergency.start")
+    # An emergency (an emergency.start, a program's emergency bulletin) is in force while its
+    # announcement plays or comes.
+    floor = Floor(emergency="emergency" in (incoming.origin, current.origin))
     when = at(8) - POLICY.lead if incoming.play_at is not None else NOW
     r = step(turns, when, [incoming], floor, POLICY)
     if any(isinstance(a, Stop) for a in r.actions):
         return "cuts at play_at − 2 s" if incoming.play_at is not None else "cuts"
-    return "waits"
+    blocked = floor.blocked_below is not None and incoming.level < floor.blocked_below
+    return "held back" if blocked else "waits"
 
 
 def meeting_table() -> str:
@@ -402,7 +403,11 @@ def test_the_pair_table_follows_the_written_rules() -> None:
                 or (a.synchronized and not p.synchronized and a.level >= p.level)
             )
             expected = "cuts at play_at − 2 s" if a.synchronized else "cuts"
-            assert got == (expected if cuts else "waits"), (playing, arriving)
+            held = p.origin == "emergency" and a.level < EMERGENCY
+            assert got == (expected if cuts else "held back" if held else "waits"), (
+                playing,
+                arriving,
+            )
     assert meeting(("stream", "normal"), ("play.now", "normal")) == "relay pauses"
     assert meeting(("stream", "priority"), ("play.now", "normal")) == "held back"
     assert meeting(("stream", "priority"), ("play.now", "priority")) == "relay pauses"
