@@ -44,7 +44,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from agent.protocol import Bulletin, Level, ScreenHours, parse_time
+from protocol import Bulletin, Level, ScreenHours, parse_time
 
 Origin = Literal["rotation", "scheduled", "play_now", "emergency"]
 

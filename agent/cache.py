@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 from agent.config import AgentConfig
 from agent.download import CACHE_FULL, Downloader, DownloadError, FetchResult, FetchSettings
-from agent.protocol import Media
+from protocol import Media
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from agent.config import (
     load_config,
 )
 from agent.control import AgentNotRunning, request
-from agent.protocol import format_time
+from protocol import format_time
 
 
 def _parser() -> argparse.ArgumentParser:

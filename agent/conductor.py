@@ -18,10 +18,10 @@ from agent.cache import ContentCache
 from agent.fetcher import ContentJob, ContentResult, Jobs
 from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
 from agent.programs import Program, Ranks, bulletin_media, media_of, merge, parse
-from agent.protocol import Ack, Envelope, ProgramBody, Status, format_time, parse_time
 from agent.stage import Stage
 from agent.store import ProgramRow, Store
 from player.base import PlayEnded
+from protocol import Ack, Envelope, ProgramBody, Status, format_time, parse_time
 
 log = logging.getLogger(__name__)
 WAITING_SETTING = "overrides.waiting"

@@ -25,9 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from agent import report
-from agent.config import MqttConfig
-from agent.link import LinkHandler, LinkSettings, MqttLink, Token
-from agent.protocol import (
+from protocol import (
     BODY_MODELS,
     COMMAND_TYPES,
     IDENT_RE,
@@ -35,15 +33,17 @@ from agent.protocol import (
     Envelope,
     Topics,
     describe_error,
+    find_float,
     format_time,
 )
-from agent.signing import (
+from protocol.broker import MqttConfig
+from protocol.link import LinkHandler, LinkSettings, MqttLink, Token
+from protocol.signing import (
     private_key_from_b64,
     private_key_to_b64,
     public_key_to_b64,
     sign,
 )
-from agent.verify import find_float
 
 FINAL = {"done", "failed", "rejected", "duplicate"}
 KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # also a bare TOML key in [trust.keys]

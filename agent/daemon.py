@@ -28,12 +28,9 @@ from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.director import CAPABILITIES, PLAYBACK_CAPABILITIES, Director
 from agent.fetcher import Fetcher
-from agent.link import LinkHandler, LinkSettings, MqttLink, Will
 from agent.logs import Redactor, setup_logging
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import DeviceState, Topics, format_time
-from agent.signing import public_key_from_b64
 from agent.stage import AMPLIFIER_MODE_SETTING, Stage
 from agent.store import Store
 from agent.systemd import Notifier
@@ -41,6 +38,9 @@ from agent.turns import Policy
 from agent.verify import Verifier
 from player.base import PlayEnded, PlayerEvents, PlayStarted, ScreenPlayer, SpeakerPlayer
 from player.null import NullScreen, NullSpeaker
+from protocol import DeviceState, Topics, format_time
+from protocol.link import LinkHandler, LinkSettings, MqttLink, Will
+from protocol.signing import public_key_from_b64
 
 log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 3.0

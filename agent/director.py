@@ -26,7 +26,10 @@ from agent.conductor import Conductor
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.courier import Courier, Publisher
 from agent.logs import Redactor, tail
-from agent.protocol import (
+from agent.stage import AMPLIFIER_MODE_SETTING, SCREEN_MODE_SETTING
+from agent.store import Store
+from agent.verify import Accepted, Rejection, Verifier
+from protocol import (
     Ack,
     CacheUsage,
     DeviceStatus,
@@ -45,10 +48,7 @@ from agent.protocol import (
     format_time,
     parse_time,
 )
-from agent.signing import public_key_from_b64
-from agent.stage import AMPLIFIER_MODE_SETTING, SCREEN_MODE_SETTING
-from agent.store import Store
-from agent.verify import Accepted, Rejection, Verifier
+from protocol.signing import public_key_from_b64
 
 log = logging.getLogger(__name__)
 

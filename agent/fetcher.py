@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from agent.cache import ContentCache
 from agent.download import DownloadError
-from agent.protocol import Media
+from protocol import Media
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ from agent import turns as rules
 from agent.arbiter import Announcement, Decision, PlayNow, World, is_valid
 from agent.playlog import PlaylogRecorder
 from agent.programs import bulletin_fingerprint, bulletin_media
-from agent.protocol import Bulletin, Level, format_time, parse_time
 from agent.store import Settings, Store
 from agent.turns import (
     EMERGENCY,
@@ -39,6 +38,7 @@ from agent.turns import (
     Turns,
 )
 from player.base import PlayEnded, PlayItem, PlayStarted, SpeakerPlayer
+from protocol import Bulletin, Level, format_time, parse_time
 
 log = logging.getLogger(__name__)
 # Arbitration offers an announcement only within its grace (600 s) of its due time: keys taken

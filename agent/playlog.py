@@ -34,8 +34,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
-from agent.protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
 from agent.store import OpenPlay, OutboxMessage, Settings, Store
+from protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
 
 log = logging.getLogger(__name__)
 

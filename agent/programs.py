@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from agent.arbiter import Entry
-from agent.protocol import Bulletin, Envelope, Media, ProgramBody, ScreenHours, Topics
 from agent.store import ProgramRow
+from protocol import Bulletin, Envelope, Media, ProgramBody, ScreenHours, Topics
 
 log = logging.getLogger(__name__)
 

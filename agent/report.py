@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from agent.protocol import PlaylogEntry, format_time, parse_time
+from protocol import PlaylogEntry, format_time, parse_time
 
 COLUMNS = (
     "ward",

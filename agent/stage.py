@@ -32,7 +32,10 @@ from agent.arbiter import (
 from agent.loudspeakers import EventSink, Loudspeakers
 from agent.playlog import PlaylogRecorder
 from agent.programs import Merged, bulletin_fingerprint, bulletin_media
-from agent.protocol import (
+from agent.store import Settings, Store
+from agent.turns import Policy
+from player.base import PlayEnded, PlayItem, PlayStarted, ScreenPlayer, SpeakerPlayer
+from protocol import (
     Bulletin,
     Channel,
     Envelope,
@@ -42,9 +45,6 @@ from agent.protocol import (
     format_time,
     parse_time,
 )
-from agent.store import Settings, Store
-from agent.turns import Policy
-from player.base import PlayEnded, PlayItem, PlayStarted, ScreenPlayer, SpeakerPlayer
 
 log = logging.getLogger(__name__)
 SCREEN_MODE_SETTING = "power.screen"

@@ -14,10 +14,10 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.control import AgentNotRunning, request
-from agent.protocol import Outcome
 from agent.stage import say_bulletin
 from agent.store import Store
 from player.base import PlayEnded, PlayStarted
+from protocol import Outcome
 
 SAMPLE = (
     "Đây là thử loa của Ủy ban nhân dân phường. Một, hai, ba, bốn, năm. Bà con nghe rõ không ạ?"

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from agent.protocol import Bulletin, Level, format_time, parse_time
+from protocol import Bulletin, Level, format_time, parse_time
 
 EMERGENCY = Level.EMERGENCY.rank
 TECHNICIAN = "technician"

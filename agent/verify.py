@@ -17,8 +17,16 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from agent.protocol import DOC_ID_RE, Envelope, ProgramBody, Topics, describe_error, parse_time
-from agent.signing import signature_valid
+from protocol import (
+    DOC_ID_RE,
+    Envelope,
+    ProgramBody,
+    Topics,
+    describe_error,
+    find_float,
+    parse_time,
+)
+from protocol.signing import signature_valid
 
 FUTURE_SKEW = timedelta(seconds=300)
 MAX_DETAIL = 200
@@ -54,22 +62,6 @@ class Accepted:
 
     envelope: Envelope
     topic: str
-
-
-def find_float(value: Any, path: str = "") -> str | None:
-    if isinstance(value, float):
-        return path or "(document)"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = find_float(item, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = find_float(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
 
 
 def _not_text_json(value: Any) -> str | None:

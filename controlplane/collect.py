@@ -43,13 +43,13 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agent.config import MqttConfig
-from agent.link import LinkHandler, LinkSettings, MqttLink, Token
-from agent.protocol import DEFAULT_PREFIX
 from controlplane.db import DatabaseError, redact
 from controlplane.ingest import Message, Rejected, Report, device_topics, parse
 from controlplane.migrations import SchemaError
 from controlplane.store import Ingested, Store, now_ms
+from protocol import DEFAULT_PREFIX
+from protocol.broker import MqttConfig
+from protocol.link import LinkHandler, LinkSettings, MqttLink, Token
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.protocol import IDENT_RE, parse_time
 from agent.report import ward_of
+from protocol import IDENT_RE, parse_time
 
 _MAX_ID = 128
 _MAX_NAME = 128

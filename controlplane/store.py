@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.protocol import parse_time
 from controlplane.db import Conflict, Database, Transaction, connect
 from controlplane.ingest import (
     AckReport,
@@ -41,6 +40,7 @@ from controlplane.ingest import (
     StatusReport,
 )
 from controlplane.migrations import LATEST, current_version, migrate
+from protocol import parse_time
 
 log = logging.getLogger(__name__)
 

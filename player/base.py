@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from agent.protocol import Bulletin, Channel, Outcome
+from protocol import Bulletin, Channel, Outcome
 
 
 @dataclass(frozen=True)

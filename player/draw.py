@@ -15,7 +15,7 @@ from pathlib import Path
 from player.fonts import Color, FontChain, Typefaces
 from player.layout import Rect, Style, centred, fit_inside
 from player.sdl import pygame
-from player.text import nfc
+from protocol.text import nfc
 
 WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
 ELLIPSIS = "…"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from player.sdl import pygame
-from player.text import nfc
+from protocol.text import nfc
 
 log = logging.getLogger(__name__)
 

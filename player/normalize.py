@@ -54,7 +54,7 @@ from player.readings import (
     SYLLABLE_KEYS,
     UNITS,
 )
-from player.text import nfc
+from protocol.text import nfc
 
 __all__ = ["ABBREVIATIONS", "normalize", "read_digits", "read_number"]
 

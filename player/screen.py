@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agent.config import ScreenConfig
-from agent.protocol import Level
 from player import draw
 from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.fonts import Typefaces
 from player.layout import Geometry, Profile, Rect, Zones, style_for, zones_for
 from player.power import PowerHook
 from player.sdl import pygame
-from player.text import nfc
+from protocol import Level
+from protocol.text import nfc
 
 if TYPE_CHECKING:
     from player.video import VideoClip, VideoEngine

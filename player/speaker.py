@@ -32,13 +32,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.protocol import Outcome
 from player.amplifier import Amplifier, GpioSwitch, Mode, Switch
 from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.normalize import normalize
 from player.output import RATE, AudioOutput, open_output
 from player.power import PowerHook
 from player.tts import Speech, Tts, TtsError
+from protocol import Outcome
 
 log = logging.getLogger(__name__)
 PIECE_S = 0.1  # what is written at once: how quickly a stop is heard

@@ -109,10 +109,10 @@ from screen_bench import WINDOW_S as SCREEN_WINDOW_S
 from tts_bench import TTS_ROWS, TtsBench, TtsRowFunction
 
 from agent.controlplane import FINAL, SigningKey, device_config, make_document
-from agent.protocol import Topics
-from agent.signing import b64url_decode, signing_input
 from agent.store import Store
 from agent.verify import Accepted, Verifier
+from protocol import Topics
+from protocol.signing import b64url_decode, signing_input
 
 PREFIX = "ttcs/v1"
 DEVICE = "q10-p12-bang-01"

@@ -53,8 +53,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from harness import ROOT, HarnessError
 
 from player.normalize import normalize
-from player.text import nfc
 from player.tts import PIPER_NORMALIZE_AUDIO, PIPER_VOLUME, Speech, Tts, split_sentences
+from protocol.text import nfc
 
 REPS = 5
 VOICE = "vi-north"

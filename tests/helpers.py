@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 from agent.control import request
 from agent.controlplane import SigningKey, make_document
-from agent.link import LinkHandler, LinkSettings, MqttLink
-from agent.protocol import Topics
+from protocol import Topics
+from protocol.link import LinkHandler, LinkSettings, MqttLink
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "ttcs/v1"

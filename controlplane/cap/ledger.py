@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
-from controlplane.cap.wire import format_time, parse_time
+from protocol import format_time, parse_time
 
 if TYPE_CHECKING:
     from controlplane.cap.plan import Plan

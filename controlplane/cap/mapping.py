@@ -12,7 +12,7 @@ import unicodedata
 
 from controlplane.cap.parse import Alert, Info, Severity, Status, Urgency
 from controlplane.cap.settings import CapSettings
-from controlplane.cap.wire import Bulletin, Level, Media, ScreenPart, SpeakerPart
+from protocol import Bulletin, Level, Media, ScreenPart, SpeakerPart
 
 _SERIOUS = (Severity.EXTREME, Severity.SEVERE)
 _SOON = (Urgency.IMMEDIATE, Urgency.EXPECTED)

@@ -31,7 +31,7 @@ from controlplane.cap.refusal import Refusal, Refused
 from controlplane.cap.resources import PublishMedia, ResourceError, media_mime, resource_bytes
 from controlplane.cap.settings import CapSettings
 from controlplane.cap.trust import authenticate
-from controlplane.cap.wire import (
+from protocol import (
     BODY_MODELS,
     Bulletin,
     EmergencyStartBody,

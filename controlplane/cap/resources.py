@@ -19,7 +19,7 @@ from collections.abc import Callable
 import requests
 
 from controlplane.cap.parse import Resource
-from controlplane.cap.wire import Media
+from protocol import Media
 
 PublishMedia = Callable[[bytes, str], Media]
 """Store a file where devices fetch content; return its ``Media``. Supplied by the caller."""

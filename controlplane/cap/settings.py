@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from controlplane.cap.wire import IDENT_RE, describe_error
+from protocol import IDENT_RE, describe_error
 
 _TOKEN = re.compile(r"^[^\s,<&]+$")  # a CAP sender: no spaces, commas, < or &
 

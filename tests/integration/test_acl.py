@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from agent.link import LinkHandler, LinkSettings, MqttLink
 from controlplane.collect import subscriptions
+from protocol.link import LinkHandler, LinkSettings, MqttLink
 from tests.helpers import PREFIX, ROOT, Broker
 
 ACL = ROOT / "config" / "mosquitto-acl-clientid.example"

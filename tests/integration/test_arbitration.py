@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from agent.controlplane import SigningKey
-from agent.protocol import format_time
 from player.normalize import normalize
 from player.speaker import wav_pcm
 from player.tts import Tts
+from protocol import format_time
 from tests.helpers import (
     PREFIX,
     AgentProcess,

@@ -17,7 +17,7 @@ import pytest
 
 from agent.cache import ContentCache
 from agent.download import Downloader, DownloadError, FetchSettings, fetch
-from agent.protocol import Media
+from protocol import Media
 from tests.helpers import ROOT, MediaServer, wait_for
 
 SIZE = 1_000_000

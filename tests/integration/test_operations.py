@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.controlplane import SigningKey
-from agent.signing import sign
+from protocol.signing import sign
 from tests.helpers import (
     PREFIX,
     AgentProcess,

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.controlplane import SigningKey
-from agent.protocol import parse_time
 from agent.store import Store
+from protocol import parse_time
 from tests.helpers import (
     PREFIX,
     AgentProcess,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.protocol import DeviceState
+from protocol import DeviceState
 from tests.helpers import PREFIX, AgentProcess, Broker, Device, Listener, states, wait_state
 
 # The test config's keepalive is 10 s; the broker publishes the will within 1.5 keepalives

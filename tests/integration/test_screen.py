@@ -12,12 +12,12 @@ import pygame
 import pytest
 
 from agent.config import ScreenConfig
-from agent.protocol import Bulletin
 from player import draw
 from player.base import PlayEnded, PlayItem, PlayStarted
 from player.fonts import Typefaces
 from player.layout import Profile, style_for
 from player.screen import PygameScreen, ScreenSettings
+from protocol import Bulletin
 from tests.helpers import wait_for
 from tests.media import mjpeg_avi
 

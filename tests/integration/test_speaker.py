@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.protocol import Bulletin, Outcome
 from player.amplifier import Amplifier
 from player.base import PlayEnded, PlayItem, PlayStarted
 from player.output import RATE, FileOutput, NullOutput
 from player.power import PowerHook
 from player.speaker import AudioSpeaker, chime, gain, rms, wav_pcm
 from player.tts import Tts
+from protocol import Bulletin, Outcome
 from tests.helpers import wait_for
 from tests.integration.test_tts import speaking_vietnamese
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent.controlplane import SigningKey
-from agent.protocol import format_time
 from player.speaker import rms, wav_pcm
+from protocol import format_time
 from tests.helpers import (
     PREFIX,
     AgentProcess,

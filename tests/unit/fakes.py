@@ -1,7 +1,7 @@
 """Honest in-memory fakes and small builders for the unit tests.
 
 The signer here is written from PROTOCOL.md with ``cryptography`` directly; it never calls
-``agent.signing``, so a test that signs with it and verifies with the agent checks the agent's
+``protocol.signing``, so a test that signs with it and verifies with the agent checks the agent's
 canonicalization against an independent one.
 """
 
@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from agent.config import AgentConfig
 from agent.director import Director
 from agent.logs import Redactor
-from agent.protocol import Topics
 from agent.store import Store
 from agent.verify import Verifier
+from protocol import Topics
 
 DEVICE = "q10-p12-bang-01"
 GROUPS = ("q10-p12", "q10")
@@ -38,7 +38,7 @@ EVENT_TOPIC = TOPICS.dev(DEVICE, "event")
 
 
 def rfc3339(moment: datetime) -> str:
-    """Written here rather than taken from agent.protocol, to stay independent of it."""
+    """Written here rather than taken from protocol, to stay independent of it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.arbiter import Cursor, Decision, Emergency, Entry, PlayNow, World, decide
-from agent.protocol import Bulletin, Level, Schedule, ScreenHours, ScreenPart, SpeakerPart
+from protocol import Bulletin, Level, Schedule, ScreenHours, ScreenPart, SpeakerPart
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -14,7 +14,7 @@ from agent.cache import PARTIAL_DIR, STALE_PART_S, ContentCache, Progress
 from agent.cli import main
 from agent.config import ConfigError, parse_config
 from agent.download import DownloadError
-from agent.protocol import Media
+from protocol import Media
 
 T0 = 1_795_500_000.0  # 2026-11-24T06:00:00Z
 NOWHERE = "http://127.0.0.1:9/never-asked.bin"  # the discard port: nothing may be fetched

@@ -22,10 +22,10 @@ from agent.conductor import Conductor
 from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.protocol import format_time
 from agent.stage import Stage
 from agent.store import Store
 from player.base import PlayEnded, PlayItem, PlayStarted
+from protocol import format_time
 from tests.unit.fakes import (
     DEVICE,
     GROUPS,

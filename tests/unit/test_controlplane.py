@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent.controlplane import ControlError, SigningKey, SyncFollow, make_document
-from agent.signing import public_key_from_b64, signature_valid
+from protocol.signing import public_key_from_b64, signature_valid
 
 
 @pytest.fixture

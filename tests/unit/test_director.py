@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from agent.director import CAPABILITIES, Director, Request
-from agent.protocol import COMMAND_TYPES
 from agent.store import Store
+from protocol import COMMAND_TYPES
 from tests.unit.fakes import (
     ACK_TOPIC,
     CMD_TOPIC,

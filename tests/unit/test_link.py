@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agent.link import LinkHandler, LinkSettings, MqttLink, backoff_delays
+from protocol.link import LinkHandler, LinkSettings, MqttLink, backoff_delays
 
 
 def _link() -> MqttLink:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from agent.playlog import FLUSH_AT_PENDING, MAX_ENTRIES, PlaylogRecorder
-from agent.protocol import Playlog, PlaylogEntry, Topics
 from agent.store import Store
+from protocol import Playlog, PlaylogEntry, Topics
 
 DEVICE = "q10-p12-bang-01"
 TOPIC = f"ttcs/v1/dev/{DEVICE}/playlog"

@@ -1,4 +1,4 @@
-"""agent.protocol: times, topics, the typed documents and the device → server messages."""
+"""protocol: times, topics, the typed documents and the device → server messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.protocol import (
+from protocol import (
     BODY_MODELS,
     COMMAND_TYPES,
     Ack,

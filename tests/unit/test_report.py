@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.protocol import PlaylogEntry
 from agent.report import (
     COLUMNS,
     Play,
@@ -22,6 +21,7 @@ from agent.report import (
     wards_from_lines,
     write_csv,
 )
+from protocol import PlaylogEntry
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
 DEV1 = "q10-p12-bang-01"

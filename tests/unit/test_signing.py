@@ -1,4 +1,4 @@
-"""agent.signing against an independent reading of PROTOCOL.md (tests.unit.fakes.Signer)."""
+"""protocol.signing against an independent reading of PROTOCOL.md (tests.unit.fakes.Signer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import signing
+from protocol import signing
 from tests.unit.fakes import Signer, bulletin, canonical, document
 
 

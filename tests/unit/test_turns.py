@@ -16,7 +16,6 @@ from typing import Literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.protocol import Bulletin, Level, SpeakerPart
 from agent.turns import (
     EMERGENCY,
     TECHNICIAN,
@@ -37,6 +36,7 @@ from agent.turns import (
     started,
     step,
 )
+from protocol import Bulletin, Level, SpeakerPart
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 POLICY = Policy()

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.protocol import PlayNowBody, ProgramBody, VolumeSetBody
 from agent.verify import Accepted, Rejection, Verifier
+from protocol import PlayNowBody, ProgramBody, VolumeSetBody
 from tests.unit.fakes import (
     CMD_TOPIC,
     DEVICE,
@@ -86,7 +86,7 @@ def padded(signer: Signer, size: int) -> bytes:
 
 
 def test_independently_signed_vietnamese_document_verifies(history: MemoryHistory) -> None:
-    """Signed with cryptography and json directly, per PROTOCOL.md, not with agent.signing."""
+    """Signed with cryptography and json directly, per PROTOCOL.md, not with protocol.signing."""
     key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
     title_nfd = unicodedata.normalize("NFD", "Thông báo khẩn: nước lên ở bờ kè Nhiêu Lộc")
     doc: dict[str, Any] = {

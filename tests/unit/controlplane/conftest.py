@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from controlplane.cap import CapSettings, Ledger, SenderPolicy, load_areas
-from controlplane.cap.wire import Media
 from controlplane.store import Store
+from protocol import Media
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cap"
 # 13:05 in Hồ Chí Minh City, five minutes after the flood alert was sent.

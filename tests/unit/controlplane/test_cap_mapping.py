@@ -22,7 +22,7 @@ from controlplane.cap.mapping import (
     title_of,
 )
 from controlplane.cap.parse import Alert, Info, Severity, Status, Urgency
-from controlplane.cap.wire import DOC_ID_RE, Bulletin, Level
+from protocol import DOC_ID_RE, Bulletin, Level
 from tests.unit.controlplane.conftest import cap_file, make_settings
 
 

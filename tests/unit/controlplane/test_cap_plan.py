@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.controlplane import SigningKey, make_document
-from agent.protocol import Envelope
 from controlplane.cap import CapSettings, Ledger, Plan, SenderPolicy, plan_alert
 from controlplane.cap.mapping import bulletin_id
+from protocol import Envelope
 from tests.unit.controlplane.conftest import DATA, KTTV, NOW, Q10, cap_file, make_settings
 
 ALERT_ID = "KTTV-2026-1126-001"

@@ -8,11 +8,11 @@ import threading
 import time
 from collections.abc import Sequence
 
-from agent.link import Token
 from controlplane.collect import Collector, Inbound, next_batch, subscriptions
 from controlplane.db import DatabaseError
 from controlplane.ingest import Report
 from controlplane.store import Ingested, Store
+from protocol.link import Token
 from tests.helpers import wait_for
 from tests.unit.controlplane.util import DEV1, PREFIX, entry, message, playlog
 
