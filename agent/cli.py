@@ -21,7 +21,7 @@ from agent.config import (
     check_files,
     load_config,
 )
-from agent.control import AgentNotRunning, request
+from agent.control_socket import AgentNotRunning, request
 from protocol import format_time
 
 

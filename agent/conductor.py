@@ -1,7 +1,7 @@
 """The conductor: programs, overrides and what plays, for the director.
 
 Runs only on the director's thread. A program is accepted (ack ``accepted``), its content is
-fetched by the ``Fetcher``, and only then does it go live (ack ``done``), in one transaction
+fetched by the ``CacheFiller``, and only then does it go live (ack ``done``), in one transaction
 with its version; until then, and if it fails (ack ``failed``), the previous program keeps
 playing. ``play.now`` and ``emergency.start`` with files wait for them the same way.
 """
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from agent.cache import ContentCache
-from agent.fetcher import ContentJob, ContentResult, Jobs
+from agent.cache_fill import ContentJob, ContentResult, Jobs
 from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
 from agent.programs import Program, Ranks, bulletin_media, media_of, merge, parse
 from agent.stage import Stage
@@ -51,7 +51,7 @@ class Conductor:
     ) -> None:
         self.store = store
         self.cache = cache
-        self.jobs = jobs  # the Fetcher's thread
+        self.jobs = jobs  # the CacheFiller's thread
         self.stage = stage
         self.recorder = recorder
         self.ranks = ranks

@@ -23,11 +23,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from agent import __version__
 from agent.cache import ContentCache, open_cache
+from agent.cache_fill import CacheFiller
 from agent.conductor import Conductor
 from agent.config import AgentConfig
-from agent.control import ControlServer
+from agent.control_socket import ControlServer
 from agent.director import CAPABILITIES, PLAYBACK_CAPABILITIES, Director
-from agent.fetcher import Fetcher
 from agent.logs import Redactor, setup_logging
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
@@ -139,7 +139,7 @@ def run(config: AgentConfig, config_path: Path) -> int:
     )
     director = Director(config, store, verifier, redactor)
     wake = Wakeup(director.post)
-    fetcher = Fetcher(open_cache(config), director.post)
+    fetcher = CacheFiller(open_cache(config), director.post)
     director.conductor = conductor = build_conductor(config, store, director, fetcher, wake)
     settings = link_settings(config, format_time(time.time()))
     link = MqttLink(settings, _ToDirector(director))
@@ -246,7 +246,7 @@ class Wakeup:
 
 
 def build_conductor(
-    config: AgentConfig, store: Store, director: Director, fetcher: Fetcher, wake: Wakeup
+    config: AgentConfig, store: Store, director: Director, fetcher: CacheFiller, wake: Wakeup
 ) -> Conductor:
     """The programs, the stage and its players (null players until the real ones exist)."""
     topics = Topics(config.mqtt.topic_prefix)

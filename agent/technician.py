@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.control import AgentNotRunning, request
+from agent.control_socket import AgentNotRunning, request
 from agent.stage import say_bulletin
 from agent.store import Store
 from player.base import PlayEnded, PlayStarted

@@ -32,7 +32,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from agent.control import AgentNotRunning, request
+from agent.control_socket import AgentNotRunning, request
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer

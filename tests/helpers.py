@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.control import request
+from agent.control_socket import request
 from agent.controlplane import SigningKey, make_document
 from protocol import Topics
 from protocol.link import LinkHandler, LinkSettings, MqttLink

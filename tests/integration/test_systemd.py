@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.control import request
+from agent.control_socket import request
 from agent.controlplane import SigningKey
 from tests.helpers import ROOT, Device, command, wait_for
 

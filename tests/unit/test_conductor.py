@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.cache import ContentCache
+from agent.cache_fill import ContentJob, ContentResult
 from agent.conductor import Conductor
-from agent.fetcher import ContentJob, ContentResult
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
 from agent.stage import Stage

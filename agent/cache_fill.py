@@ -50,7 +50,7 @@ class Jobs(Protocol):
     def cancel(self, doc_id: str) -> None: ...
 
 
-class Fetcher:
+class CacheFiller:
     """A single worker thread over a priority queue of jobs.
 
     An emergency's or a ``play.now``'s files go before a program's (a typhoon warning must not
