@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.cache import ContentCache
 from agent.download import DownloadError
@@ -57,7 +57,7 @@ class CacheFiller:
     wait behind a video download on 3G); a cancelled job stops before its next file.
     """
 
-    def __init__(self, cache: ContentCache, post: Callable[[str, Any], None]) -> None:
+    def __init__(self, cache: ContentCache, post: Callable[[ContentResult], None]) -> None:
         self.cache = cache
         self.post = post
         self._jobs: queue.PriorityQueue[tuple[int, int, ContentJob | None]] = queue.PriorityQueue()
@@ -105,7 +105,7 @@ class CacheFiller:
                 log.exception("content job %s failed", job.doc_id)
                 result = ContentResult(job.topic, job.doc_id, "download_failed", repr(exc), 0)
             if self._wanted(job):
-                self.post("content", result)
+                self.post(result)
 
     def _fetch(self, job: ContentJob) -> ContentResult:
         transferred = 0

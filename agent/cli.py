@@ -343,11 +343,10 @@ def _test_screen(config: AgentConfig, seconds: float, out: Path | None) -> int:
 def _test_screen_here(config: AgentConfig, seconds: float, out: Path | None) -> int:
     from zoneinfo import ZoneInfo
 
-    from player.screen import PygameScreen, ScreenError, ScreenSettings
+    from agent.players import screen_settings
+    from player.screen import PygameScreen, ScreenError
 
-    settings = ScreenSettings.from_config(
-        config.screen, config.device_id, ZoneInfo(config.timezone)
-    )
+    settings = screen_settings(config.screen, config.device_id, ZoneInfo(config.timezone))
     screen = PygameScreen(settings)
     try:
         screen.start()

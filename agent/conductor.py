@@ -1,9 +1,11 @@
-"""The conductor: programs, overrides and what plays, for the director.
+"""The conductor: the one owner of playback (programs, overrides, power, volume, relays).
 
-Runs only on the director's thread. A program is accepted (ack ``accepted``), its content is
-fetched by the ``CacheFiller``, and only then does it go live (ack ``done``), in one transaction
-with its version; until then, and if it fails (ack ``failed``), the previous program keeps
-playing. ``play.now`` and ``emergency.start`` with files wait for them the same way.
+The director verifies a command and hands it here; the conductor changes what plays, writes
+the ack with the change in one transaction, and drives the stage. It runs only on the
+director's thread. A program is accepted (ack ``accepted``), its content is fetched by the
+``CacheFiller``, and only then does it go live (ack ``done``), in one transaction with its
+version; until then, and if it fails (ack ``failed``), the previous program keeps playing.
+``play.now`` and ``emergency.start`` with files wait for them the same way.
 """
 
 from __future__ import annotations
@@ -12,29 +14,44 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
 
 from agent.cache import ContentCache
 from agent.cache_fill import ContentJob, ContentResult, Jobs
+from agent.intake import ProgramIntake
+from agent.outbox import Outbox
 from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
-from agent.programs import Program, Ranks, bulletin_media, media_of, merge, parse
-from agent.stage import Stage
-from agent.store import ProgramRow, Store
-from player.base import PlayEnded
-from protocol import Ack, Envelope, ProgramBody, Status, format_time, parse_time
+from agent.programs import Ranks, bulletin_media
+from agent.stage import (
+    AMPLIFIER_MODE_SETTING,
+    RELAY_SETTING,
+    SCREEN_MODE_SETTING,
+    VOLUME_SETTING,
+    Stage,
+    saved_volume,
+)
+from agent.store import Settings, Store
+from agent.waiting import WAITING_SETTING, WaitingOverrides
+from player.base import PlayEnded, PlayStarted
+from protocol import (
+    Ack,
+    CacheUsage,
+    Envelope,
+    NowPlaying,
+    PowerSetBody,
+    PowerState,
+    ScreenshotBody,
+    Status,
+    StreamStartBody,
+    VolumeSetBody,
+)
 
 log = logging.getLogger(__name__)
-WAITING_SETTING = "overrides.waiting"
 RETRY_RECONCILE = timedelta(seconds=5)
-TRANSIENT = {"download_failed", "cache_full"}  # worth another try; a bad hash or size is not
-RETRY_FIRST = timedelta(minutes=1)
-RETRY_MAX = timedelta(minutes=30)
-GIVE_UP_AFTER = timedelta(hours=6)
 Seen = tuple[str, float]
 
 
 class Conductor:
-    """Programs, overrides and the stage."""
+    """Programs, overrides and the stage; the ``agent.playback.Playback`` of a real device."""
 
     def __init__(
         self,
@@ -44,10 +61,10 @@ class Conductor:
         stage: Stage,
         recorder: PlaylogRecorder,
         ranks: Ranks,
-        ack: Callable[..., Ack],
-        event: Callable[[Literal["warning", "error"], str, str], None],
+        outbox: Outbox,
         wake: Callable[[datetime | None], None],
         clock: Callable[[], datetime],
+        default_volume: int = 70,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -55,100 +72,31 @@ class Conductor:
         self.stage = stage
         self.recorder = recorder
         self.ranks = ranks
-        self.ack = ack
-        self.event = event
+        self.outbox = outbox
+        self.ack = outbox.ack
+        self.event = outbox.event
         self.wake = wake
         self.clock = clock
-        self.live: dict[str, Program] = {}
-        self.pending: dict[str, Program] = {}
-        # Overrides waiting for their files: doc id -> (envelope, rank, received, seen).
-        self.waiting: dict[str, tuple[Envelope, int, datetime]] = {}
-        self.retries: dict[str, tuple[int, datetime]] = {}  # topic -> (attempts, next try)
+        self.default_volume = default_volume
+        self.programs = ProgramIntake(store, cache, jobs, ranks, outbox, clock)
+        self.waiting = WaitingOverrides()
 
     # ------------------------------------------------------------------ boot
 
     def boot(self) -> None:
         """Play from the cache: live programs and overrides as they were, before any network."""
         now = self.clock()
-        for row in self.store.programs("live"):
-            program = parse(row, self.ranks.of_program(row.topic))
-            if program is not None:
-                self.live[row.topic] = program
-        self.stage.set_programs(merge(self.live.values()))
+        self.programs.load()
+        self.stage.set_programs(self.programs.merged())
         self.stage.restore(now)
         self._restore_waiting()
-        for row in self.store.programs("pending"):
-            program = parse(row, self.ranks.of_program(row.topic))
-            if program is not None:
-                self.pending[row.topic] = program
-                self._fetch(program)
         self.cache.set_keep(self.keep())
-        log.info(
-            "booted from cache: %d live programs, %d pending", len(self.live), len(self.pending)
-        )
+        live, pending = len(self.programs.live), len(self.programs.pending)
+        log.info("booted from cache: %d live programs, %d pending", live, pending)
         self.reconcile()
         self.repair()
 
-    def repair(self) -> None:
-        """Fetch again the files of live programs that went missing from the cache (removed
-        as damaged by ``cache verify``, or lost with the disk)."""
-        for topic, program in self.live.items():
-            missing = [m for m in media_of(program.body) if not self.cache.has(m.sha256, m.size)]
-            if missing:
-                log.warning(
-                    "%s: %d files of the live program are missing; fetching them again",
-                    program.row.doc_id,
-                    len(missing),
-                )
-                self.jobs.submit(ContentJob(f"repair:{topic}", program.row.doc_id, tuple(missing)))
-
     # ------------------------------------------------------------------ documents
-
-    def on_program(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
-        body: ProgramBody = env.body
-        current = self.pending.get(topic)
-        if current is not None and current.body.version >= body.version:
-            return [
-                self.ack(
-                    env.id,
-                    Status.REJECTED,
-                    "stale",
-                    f"version {body.version} <= pending {current.body.version}",
-                    seen=seen,
-                )
-            ]
-        now = self.clock()
-        row = ProgramRow(
-            topic, "pending", env.id, body.version, env.model_dump_json().encode(), now.timestamp()
-        )
-        acks = []
-        if current is not None:
-            self.jobs.cancel(current.row.doc_id)
-            acks.append(
-                self.ack(
-                    current.row.doc_id,
-                    Status.FAILED,
-                    "superseded",
-                    f"replaced by version {body.version} before it went live",
-                    drop_programs=((topic, "pending"),),
-                )
-            )
-        missing = len([m for m in media_of(body) if not self.cache.has(m.sha256, m.size)])
-        acks.append(
-            self.ack(
-                env.id,
-                Status.ACCEPTED,
-                detail=f"version {body.version}: {missing} files to fetch",
-                seen=seen,
-                put_programs=(row,),
-            )
-        )
-        program = Program(row, body, self.ranks.of_program(topic))
-        self.pending[topic] = program
-        self.retries.pop(topic, None)  # a new version starts with a fresh backoff
-        self.cache.set_keep(self.keep())
-        self._fetch(program)
-        return acks
 
     def on_override(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
         """``play.now`` or ``emergency.start``: in force at once, or once its files are here."""
@@ -158,14 +106,14 @@ class Conductor:
         missing = [m for m in media if not self.cache.has(m.sha256, m.size)]
         if not missing:
             return [self._in_force(env, rank, now, seen)]
-        self.waiting[env.id] = (env, rank, now)
+        self.waiting.add(env, rank, now)
         # Saved with its ack: after a restart its files are fetched again and it comes in force.
         ack = self.ack(
             env.id,
             Status.ACCEPTED,
             detail=f"{len(missing)} files to fetch",
             seen=seen,
-            settings=self._waiting_setting(),
+            settings=self.waiting.setting(),
         )
         self.cache.set_keep(self.keep())
         self.jobs.submit(ContentJob(f"override:{env.id}", env.id, tuple(media)))
@@ -174,12 +122,12 @@ class Conductor:
     def on_emergency_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
         ref = env.body.ref
         ended = self.stage.stop_emergency(ref, self.clock())
-        for doc_id, (waiting, _, _) in list(self.waiting.items()):
-            if waiting.type == "emergency.start" and ref in (None, doc_id):
+        for waiting in self.waiting:
+            if waiting.env.type == "emergency.start" and ref in (None, waiting.env.id):
                 # Stopped before its files arrived: it will never start.
-                del self.waiting[doc_id]
-                self.jobs.cancel(doc_id)
-                self._give_up(waiting, "cancelled", f"stopped by {env.id}")
+                self.waiting.pop(waiting.env.id)
+                self.jobs.cancel(waiting.env.id)
+                self._give_up(waiting.env, "cancelled", f"stopped by {env.id}")
                 ended += 1
         if ended == 0 and ref is not None:
             return [
@@ -208,85 +156,20 @@ class Conductor:
                 log.warning("repairing %s failed: %s", result.doc_id, result.detail)
             self.reconcile()
             return
-        program = self.pending.get(result.topic)
-        if program is None or program.row.doc_id != result.doc_id:
-            return  # superseded meanwhile
-        if result.reason in TRANSIENT and self._retry_later(program, result):
-            return
-        del self.pending[result.topic]
-        self.retries.pop(result.topic, None)
-        if result.reason is not None:
-            self.cache.set_keep(self.keep())
-            self.ack(
-                result.doc_id,
-                Status.FAILED,
-                result.reason,
-                result.detail,
-                drop_programs=((result.topic, "pending"),),
-            )
-            self.event("warning", "program_failed", f"{result.doc_id}: {result.detail}")
-            return
-        now = self.clock()
-        live = ProgramRow(
-            result.topic,
-            "live",
-            program.row.doc_id,
-            program.row.version,
-            program.row.payload,
-            now.timestamp(),
-        )
-        self.ack(
-            result.doc_id,
-            Status.DONE,
-            detail=f"version {live.version} live ({result.transferred} bytes fetched)",
-            drop_programs=((result.topic, "pending"), (result.topic, "live")),
-            put_programs=(live,),
-            program=(result.topic, live.version, live.doc_id),
-        )
-        self.live[result.topic] = Program(live, program.body, program.rank)
+        if self.programs.on_content(result):
+            self.stage.set_programs(self.programs.merged())
         self.cache.set_keep(self.keep())
-        self.stage.set_programs(merge(self.live.values()))
-        log.info("program %s v%d live on %s", live.doc_id, live.version, result.topic)
         self.reconcile()
 
-    def _retry_later(self, program: Program, result: ContentResult) -> bool:
-        """Keep a program pending after a transient failure (a 3G outage, a file not yet on the
-        server); False once it has been trying for ``GIVE_UP_AFTER``."""
-        now = self.clock()
-        if now - program.since >= GIVE_UP_AFTER:
-            return False
-        attempt = self.retries.get(program.topic, (0, now))[0] + 1
-        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (attempt - 1))
-        self.retries[program.topic] = (attempt, now + delay)
-        if attempt == 1:
-            self.event(
-                "warning",
-                "program_fetch_retrying",
-                f"{program.row.doc_id}: {result.reason}: {result.detail}",
-            )
-        log.warning("%s: %s; retrying in %s", program.row.doc_id, result.detail, delay)
-        return True
-
-    def retry_due(self) -> None:
-        """Hand the programs whose retry time has come back to the fetcher."""
-        now = self.clock()
-        for topic, (attempt, when) in list(self.retries.items()):
-            program = self.pending.get(topic)
-            if program is None:
-                del self.retries[topic]
-            elif when <= now:
-                self.retries[topic] = (attempt, now + RETRY_MAX * 100)  # until its result
-                self._fetch(program)
-
     def _override_content(self, result: ContentResult) -> None:
-        waiting = self.waiting.pop(result.doc_id, None)
+        waiting = self.waiting.pop(result.doc_id)
         if waiting is None:
             return
-        env, rank, _ = waiting
         if result.reason is not None:
-            self._give_up(env, result.reason, result.detail)
+            self._give_up(waiting.env, result.reason, result.detail)
             return
-        self._in_force(env, rank, self.clock(), None)  # from now: its files are here only now
+        # In force from now: its files are here only now.
+        self._in_force(waiting.env, waiting.rank, self.clock(), None)
 
     def _in_force(self, env: Envelope, rank: int, now: datetime, seen: Seen | None) -> Ack:
         """Put an override in force; it is saved in the same transaction as its ``done``."""
@@ -296,7 +179,7 @@ class Conductor:
             Status.DONE,
             detail=_override_detail(env),
             seen=seen,
-            settings={**self.stage.overrides_setting(), **self._waiting_setting()},
+            settings={**self.stage.overrides_setting(), **self.waiting.setting()},
         )
         self.cache.set_keep(self.keep())
         self.reconcile()
@@ -310,40 +193,24 @@ class Conductor:
             Status.FAILED,
             reason,
             detail,
-            settings=self._waiting_setting(),
+            settings=self.waiting.setting(),
             entries=self.stage.never_played(env, reason),
         )
 
-    def _waiting_setting(self) -> dict[str, str | None]:
-        saved = [
-            {"doc": env.model_dump_json(), "rank": rank, "received_at": format_time(received)}
-            for env, rank, received in self.waiting.values()
-        ]
-        return {WAITING_SETTING: json.dumps(saved) if saved else None}
-
     def _restore_waiting(self) -> None:
         """The overrides that were fetching their files when the agent stopped: fetched again."""
-        try:
-            saved = json.loads(self.store.get_setting(WAITING_SETTING) or "[]")
-        except ValueError as exc:
-            log.error("the saved overrides waiting for files are unreadable: %s", exc)
-            return
-        for record in saved:
-            try:
-                env = Envelope.model_validate_json(record["doc"])
-                rank, received = int(record["rank"]), parse_time(record["received_at"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("a saved override waiting for files is unreadable: %s", exc)
-                continue
-            self.waiting[env.id] = (env, rank, received)
-            media = tuple(bulletin_media(env.body.bulletin))
-            self.jobs.submit(ContentJob(f"override:{env.id}", env.id, media))
+        for waiting in self.waiting.restore(self.store.get_setting(WAITING_SETTING)):
+            job = ContentJob(f"override:{waiting.env.id}", waiting.env.id, waiting.media)
+            self.jobs.submit(job)
 
     # ------------------------------------------------------------------ playing
 
     def on_player(self, report: PlayEnded) -> None:
         self.stage.finished(report)
         self.reconcile()
+
+    def on_started(self, report: PlayStarted) -> None:
+        self.stage.started(report)
 
     def reconcile(self) -> None:
         """Decide what plays now and when to decide again."""
@@ -358,32 +225,174 @@ class Conductor:
         if self.recorder.pending_count() >= FLUSH_AT_PENDING:
             self.recorder.flush()
 
+    # ------------------------------------------------------------------ commands
+
+    def execute(self, env: Envelope, topic: str, seen: Seen) -> list[Ack] | None:
+        """Carry out a verified playback command or program (None: not one of these)."""
+        match env.type:
+            case "program":
+                acks = self.programs.accept(env, topic, seen)
+                self.cache.set_keep(self.keep())
+                return acks
+            case "play.now" | "emergency.start":
+                return self.on_override(env, topic, seen)
+            case "emergency.stop":
+                return self.on_emergency_stop(env, seen)
+            case "volume.set":
+                body: VolumeSetBody = env.body
+                return [a for a in (self.set_volume(body.percent, env, seen),) if a is not None]
+            case "power.set":
+                return self.on_power_set(env, seen)
+            case "stream.start":
+                return self.on_stream_start(env, seen)
+            case "stream.stop":
+                return self.on_stream_stop(env, seen)
+            case "screenshot":
+                return self.on_screenshot(env, seen)
+        return None
+
+    def set_volume(
+        self, percent: int, env: Envelope | None = None, seen: Seen | None = None
+    ) -> Ack | None:
+        """``volume.set`` (with its command) or the technician's ``volume`` (without): saved,
+        with the ack when there is one, then applied."""
+        settings: Settings = {VOLUME_SETTING: str(percent)}
+        ack = None
+        if env is None:
+            self.store.record(settings=settings, now=self.clock().timestamp())
+        else:
+            detail = f"volume {percent}%"
+            ack = self.ack(env.id, Status.DONE, detail=detail, seen=seen, settings=settings)
+        self.stage.set_volume(percent)
+        log.info("volume set to %d%%", percent)
+        return ack
+
+    @property
+    def volume(self) -> int:
+        return saved_volume(self.store, self.default_volume)
+
+    def on_power_set(self, env: Envelope, seen: Seen) -> list[Ack]:
+        body: PowerSetBody = env.body
+        if body.screen is None and body.amplifier is None:
+            detail = "give screen and/or amplifier: on, off or auto"
+            return [self.ack(env.id, Status.FAILED, "nothing_to_set", detail, seen=seen)]
+        settings: dict[str, str | None] = {}
+        parts = []
+        if body.screen is not None:
+            settings[SCREEN_MODE_SETTING] = None if body.screen == "auto" else body.screen
+            parts.append(f"screen {body.screen}")
+        if body.amplifier is not None:
+            settings[AMPLIFIER_MODE_SETTING] = None if body.amplifier == "auto" else body.amplifier
+            parts.append(f"amplifier {body.amplifier}")
+        # The mode and its ack in one transaction; then the screen follows at once.
+        ack = self.ack(env.id, Status.DONE, detail=", ".join(parts), seen=seen, settings=settings)
+        self.stage.set_power(body.screen, body.amplifier)
+        log.info("power set: %s", ", ".join(parts))
+        self.reconcile()
+        return [ack]
+
+    def on_stream_start(self, env: Envelope, seen: Seen) -> list[Ack]:
+        body: StreamStartBody = env.body
+        if "speaker" not in body.channels:
+            detail = "this agent relays streams to the loudspeakers only"
+            return [self.ack(env.id, Status.FAILED, "not_supported", detail, seen=seen)]
+        if not self.stage.speaker.audible:
+            detail = "no loudspeakers here ([speaker] enabled = false, or no sound output)"
+            return [self.ack(env.id, Status.FAILED, "no_speaker", detail, seen=seen)]
+        # Saved with the ack: a relay still wanted after a restart starts again.
+        relay = json.dumps({"url": body.url, "level": body.level.value})
+        detail = self.outbox.redactor(f"relaying {body.url}")
+        settings: Settings = {RELAY_SETTING: relay}
+        ack = self.ack(env.id, Status.DONE, detail=detail, seen=seen, settings=settings)
+        self.stage.relay(body.url, body.level)
+        self.reconcile()
+        return [ack]
+
+    def on_stream_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
+        settings: Settings = {RELAY_SETTING: None}
+        ack = self.ack(env.id, Status.DONE, detail="relay stopped", seen=seen, settings=settings)
+        self.stage.relay(None)
+        self.reconcile()
+        return [ack]
+
+    def on_screenshot(self, env: Envelope, seen: Seen) -> list[Ack]:
+        body: ScreenshotBody = env.body
+        try:
+            png = self.screenshot(body.max_width)
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            return [self.ack(env.id, Status.FAILED, "screenshot_failed", detail, seen=seen)]
+        if png is None:
+            detail = "this device shows nothing on a screen ([screen] enabled = false?)"
+            return [self.ack(env.id, Status.FAILED, "no_screen", detail, seen=seen)]
+        extra = [("screenshot", self.outbox.topic(f"screenshot/{env.id}"), png, 1)]
+        detail = f"{len(png)} bytes PNG"
+        return [self.ack(env.id, Status.DONE, detail=detail, seen=seen, extra=extra)]
+
+    # ------------------------------------------------------------------ the technician
+
+    def screenshot(self, max_width: int | None) -> bytes | None:
+        """The screen's current frame as PNG (None: no screen to take it from)."""
+        return self.stage.snapshot(max_width)
+
+    def say(self, text: str, voice: str | None, chime: bool) -> str | None:
+        """The technician's ``say`` on the loudspeakers when they are free (else why not)."""
+        return self.stage.say(text, voice, chime)
+
+    def screen_info(self, test_card_s: float | None = None) -> dict[str, object] | None:
+        """The screen's description, after starting its test card for ``test_card_s``
+        (None: there is no real screen)."""
+        screen = self.stage.technician_screen()
+        if screen is None:
+            return None
+        if test_card_s is not None:
+            screen.show_test_card(test_card_s)
+        return screen.describe()
+
+    def collect_garbage(self) -> list[str]:
+        """Evict least-recently-used content over the quota, never what a program needs."""
+        evicted = self.cache.gc(self.keep())
+        if evicted:
+            log.info("cache: evicted %d items", len(evicted))
+        return evicted
+
+    # ------------------------------------------------------------------ status
+
+    def now_playing(self) -> NowPlaying:
+        return self.stage.now_playing()
+
+    def power_state(self) -> PowerState | None:
+        return self.stage.power_state()
+
+    def cache_usage(self) -> CacheUsage:
+        size, items = self.cache.usage()
+        return CacheUsage(bytes=size, items=items)
+
+    def disk_free_bytes(self) -> int:
+        return self.cache.disk_free_bytes()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the players' own threads still run (the watchdog asks)."""
+        return self.stage.screen.alive
+
     def versions(self) -> dict[str, int]:
         """The live program version of each topic."""
-        return {topic: p.row.version for topic, p in self.live.items()}
+        return self.programs.versions()
+
+    def repair(self) -> None:
+        self.programs.repair()
+
+    def retry_due(self) -> None:
+        self.programs.retry_due()
 
     def keep(self) -> set[str]:
         """Content that must not be evicted: live, pending and waiting documents' files."""
-        keep = {
-            m.sha256
-            for p in (*self.live.values(), *self.pending.values())
-            for m in media_of(p.body)
-        }
-        keep |= {
-            m.sha256
-            for env, _, _ in self.waiting.values()
-            for m in bulletin_media(env.body.bulletin)
-        }
-        return keep | self.stage.override_media()
+        return self.programs.media() | self.waiting.media() | self.stage.override_media()
 
     def close(self) -> None:
         self.stage.close()
         self.recorder.flush()
-
-    def _fetch(self, program: Program) -> None:
-        self.jobs.submit(
-            ContentJob(program.topic, program.row.doc_id, tuple(media_of(program.body)))
-        )
 
 
 def _override_detail(env: Envelope) -> str:

@@ -13,10 +13,11 @@ import os
 import queue
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.director import Request
+from agent.events import Request
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 1 << 20
@@ -31,7 +32,7 @@ class AgentNotRunning(Exception):
 class ControlServer:
     """Accepts control connections and forwards each request to the director's queue."""
 
-    def __init__(self, path: Path, post: Any) -> None:
+    def __init__(self, path: Path, post: Callable[[Request], None]) -> None:
         self.path = path
         self.post = post
         self._sock: socket.socket | None = None
@@ -101,7 +102,7 @@ class ControlServer:
         if not isinstance(args, dict):
             raise ValueError("args must be an object")
         req = Request(data["action"], args)
-        self.post("request", req)
+        self.post(req)
         try:
             return req.reply.get(timeout=ANSWER_TIMEOUT_S)
         except queue.Empty:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
@@ -28,18 +27,30 @@ from agent.conductor import Conductor
 from agent.config import AgentConfig
 from agent.control_socket import ControlServer
 from agent.director import CAPABILITIES, PLAYBACK_CAPABILITIES, Director
+from agent.events import (
+    Delivered,
+    Inbound,
+    Inbox,
+    LinkDown,
+    LinkReset,
+    LinkUp,
+    Reload,
+    Stop,
+    Tick,
+)
 from agent.logs import Redactor, setup_logging
+from agent.outbox import Outbox
+from agent.players import open_screen, open_speaker
 from agent.playlog import PlaylogRecorder
 from agent.programs import Ranks
-from agent.stage import AMPLIFIER_MODE_SETTING, Stage
+from agent.stage import Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.turns import Policy
 from agent.verify import Verifier
-from player.base import PlayEnded, PlayerEvents, PlayStarted, ScreenPlayer, SpeakerPlayer
-from player.null import NullScreen, NullSpeaker
+from player.base import PlayEnded, PlayStarted
 from protocol import DeviceState, Topics, format_time
-from protocol.link import LinkHandler, LinkSettings, MqttLink, Will
+from protocol.link import LinkHandler, LinkSettings, MqttLink, Token, Will
 from protocol.signing import public_key_from_b64
 
 log = logging.getLogger(__name__)
@@ -47,26 +58,26 @@ SHUTDOWN_FLUSH_S = 3.0
 PLAYLOG_FLUSH_S = 10
 
 
-class _ToDirector(LinkHandler):
-    """Forwards link events to the director's queue (never blocks the network thread)."""
+class _ToInbox(LinkHandler):
+    """Forwards link events to the director's inbox (never blocks the network thread)."""
 
-    def __init__(self, director: Director) -> None:
-        self.director = director
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
 
     def link_up(self, session_present: bool) -> None:
-        self.director.post("link_up", session_present)
+        self.inbox.post(LinkUp(session_present))
 
     def link_down(self, reason: str) -> None:
-        self.director.post("link_down", reason)
+        self.inbox.post(LinkDown(reason))
 
     def link_reset(self) -> None:
-        self.director.post("link_reset")
+        self.inbox.post(LinkReset())
 
-    def message(self, topic: str, payload: bytes, token: Any, retained: bool) -> None:
-        self.director.post("message", (topic, payload, token, retained))
+    def message(self, topic: str, payload: bytes, token: Token | None, retained: bool) -> None:
+        self.inbox.post(Inbound(topic, payload, token, retained))
 
     def delivered(self, mid: int, ok: bool, detail: str) -> None:
-        self.director.post("delivered", (mid, ok, detail))
+        self.inbox.post(Delivered(mid, ok, detail))
 
 
 def subscriptions(config: AgentConfig) -> list[str]:
@@ -137,28 +148,30 @@ def run(config: AgentConfig, config_path: Path) -> int:
         clock=_utcnow,
         max_payload_bytes=config.max_payload_bytes,
     )
-    director = Director(config, store, verifier, redactor)
-    wake = Wakeup(director.post)
-    fetcher = CacheFiller(open_cache(config), director.post)
-    director.conductor = conductor = build_conductor(config, store, director, fetcher, wake)
+    inbox = Inbox()
+    outbox = Outbox(store, topics, config.device_id, _utcnow, redactor)
+    wake = Wakeup(inbox)
+    fetcher = CacheFiller(open_cache(config), inbox.post)
+    conductor = build_conductor(config, store, inbox, outbox, fetcher, wake)
+    director = Director(config, store, verifier, outbox, conductor, inbox)
     settings = link_settings(config, format_time(time.time()))
-    link = MqttLink(settings, _ToDirector(director))
+    link = MqttLink(settings, _ToInbox(inbox))
     director.attach(link, lambda: link.reconnects)
-    control = ControlServer(config.paths.socket_path, director.post)
+    control = ControlServer(config.paths.socket_path, inbox.post)
     notifier = Notifier()
     stop_requested = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
-            director.post("reload", config_path)
+            inbox.post(Reload(config_path))
         else:
             stop_requested.set()  # also cancels a restart already under way
-            director.post("stop")
+            inbox.post(Stop())
 
     def watchdog() -> None:
         # Alive means the director loop runs (this is called from it), and the link thread and
         # the screen's render thread too: systemd restarts an agent whose board froze.
-        screen_alive = getattr(conductor.stage.screen, "alive", True)
+        screen_alive = conductor.alive
         if link.alive and screen_alive:
             notifier.watchdog()
         else:
@@ -218,8 +231,8 @@ def run(config: AgentConfig, config_path: Path) -> int:
 class Wakeup:
     """Wakes the director at the next change that arbitration announced (APScheduler)."""
 
-    def __init__(self, post: Callable[[str, Any], None]) -> None:
-        self.post = post
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> None:
@@ -231,10 +244,10 @@ class Wakeup:
                 self.scheduler.remove_job("wake")
             return
         self.scheduler.add_job(
-            self.post,
+            self.inbox.post,
             "date",
             run_date=when,
-            args=("tick", None),
+            args=(Tick(),),
             id="wake",
             replace_existing=True,
             misfire_grace_time=None,
@@ -246,21 +259,26 @@ class Wakeup:
 
 
 def build_conductor(
-    config: AgentConfig, store: Store, director: Director, fetcher: CacheFiller, wake: Wakeup
+    config: AgentConfig,
+    store: Store,
+    inbox: Inbox,
+    outbox: Outbox,
+    fetcher: CacheFiller,
+    wake: Callable[[datetime | None], None],
 ) -> Conductor:
-    """The programs, the stage and its players (null players until the real ones exist)."""
+    """The programs, the stage and its players (null players where the real ones cannot open)."""
     topics = Topics(config.mqtt.topic_prefix)
     recorder = PlaylogRecorder(store, config.device_id, topics, _utcnow)
-    events = _PlayerEvents(director)
+    events = _PlayerEvents(inbox)
     stage = Stage(
         store,
-        open_screen(config, director, events),
-        open_speaker(config, director, events),
+        open_screen(config, inbox, outbox, events),
+        open_speaker(config, store, inbox, outbox, events),
         recorder,
         _media_user(fetcher.cache),
         ZoneInfo(config.timezone),
         speaker_policy(config),
-        director.event,
+        outbox.event,
     )
     ranks = Ranks(topics, config.device_id, config.groups)
     return Conductor(
@@ -270,10 +288,10 @@ def build_conductor(
         stage,
         recorder,
         ranks,
-        director.ack,
-        director.event,
+        outbox,
         wake,
         _utcnow,
+        config.speaker.default_volume,
     )
 
 
@@ -289,68 +307,6 @@ def speaker_policy(config: AgentConfig) -> Policy:
     )
 
 
-def open_screen(config: AgentConfig, director: Director, events: PlayerEvents) -> ScreenPlayer:
-    """The pygame screen when ``[screen] enabled``; the logging null screen otherwise.
-
-    A display that cannot be opened is reported (log and event) and the agent carries on with
-    the null screen: the loudspeakers and the proof of play keep working.
-    """
-    if not config.screen.enabled:
-        return NullScreen()
-    # Imported here: pygame and libVLC are loaded only on a device with a screen.
-    from player.power import PowerHook
-    from player.screen import PygameScreen, ScreenError, ScreenSettings
-
-    def power_failed(detail: str) -> None:
-        director.post("event", ("warning", "screen_power_failed", detail))
-
-    s = config.screen
-    hook = None
-    if s.power_on or s.power_off:
-        hook = PowerHook("screen", s.power_on, s.power_off, s.power_timeout_s, power_failed)
-    settings = ScreenSettings.from_config(s, config.device_id, ZoneInfo(config.timezone))
-    screen = PygameScreen(settings, events, hook)
-    try:
-        screen.start()
-    except ScreenError as exc:
-        log.error("screen: %s; carrying on without it", exc)
-        director.event("error", "screen_failed", str(exc))
-        screen.close()
-        return NullScreen()
-    return screen
-
-
-def open_speaker(config: AgentConfig, director: Director, events: _PlayerEvents) -> SpeakerPlayer:
-    """The audio speaker when ``[speaker] enabled``; the logging null speaker otherwise.
-
-    An output that cannot be opened is reported (log and event) and the agent carries on with
-    the null speaker: the screen and the proof of play keep working. The default voice is
-    loaded in the background, so that the first announcement (an emergency, perhaps) does not
-    wait for it.
-    """
-    if not config.speaker.enabled:
-        return NullSpeaker(events)
-    # Imported here: numpy, PortAudio and Piper only on a device with loudspeakers.
-    from player.output import OutputError
-    from player.speaker import build_speaker
-
-    def report(severity: str, code: str, detail: str) -> None:
-        director.post("event", (severity, code, detail))
-
-    try:
-        speaker = build_speaker(config, events, report, director.volume)
-    except OutputError as exc:
-        log.error("speaker: %s; carrying on without it", exc)
-        director.event("error", "speaker_failed", str(exc))
-        return NullSpeaker(events)
-    if config.tts.voices:
-        threading.Thread(target=speaker.tts.warm, name="tts-warm", daemon=True).start()
-    mode = director.store.get_setting(AMPLIFIER_MODE_SETTING)
-    if mode in ("on", "off"):
-        speaker.set_amplifier("on" if mode == "on" else "off")
-    return speaker
-
-
 def _media_user(cache: ContentCache) -> Callable[[str], Path]:
     def use(sha256: str) -> Path:
         cache.touch(sha256)  # played: most recently used
@@ -360,14 +316,16 @@ def _media_user(cache: ContentCache) -> Callable[[str], Path]:
 
 
 class _PlayerEvents:
-    def __init__(self, director: Director) -> None:
-        self.director = director
+    """The players' reports, into the director's inbox."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
 
     def finished(self, report: PlayEnded) -> None:
-        self.director.post("player", report)
+        self.inbox.post(report)
 
     def started(self, report: PlayStarted) -> None:
-        self.director.post("player_started", report)
+        self.inbox.post(report)
 
 
 def _flush(director: Director, link: MqttLink) -> None:
@@ -379,11 +337,11 @@ def _flush(director: Director, link: MqttLink) -> None:
         if courier.in_flight == 0 and director.store.outbox_size() == 0:
             return
         try:
-            kind, payload = director.events.get(timeout=0.1)
+            event = director.inbox.get(timeout=0.1)
         except queue.Empty:
             continue
-        if kind == "delivered":
-            director.handle(kind, payload)
+        if isinstance(event, Delivered):
+            director.handle(event)
 
 
 def _utcnow() -> datetime:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from agent.arbiter import (
@@ -42,6 +42,7 @@ from protocol import (
     Level,
     NowPlaying,
     Outcome,
+    PowerState,
     format_time,
     parse_time,
 )
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 SCREEN_MODE_SETTING = "power.screen"
 AMPLIFIER_MODE_SETTING = "power.amplifier"
 RELAY_SETTING = "relay"
+VOLUME_SETTING = "volume"
 SCREEN_SETTING = "screen.shown"
 PowerMode = Literal["auto", "on", "off"]
 
@@ -60,6 +62,24 @@ class _Showing:
     slot: ScreenSlot
     token: str
     since: datetime
+
+
+@runtime_checkable
+class TechnicianScreen(Protocol):
+    """A real screen also shows the technician's test card and describes itself."""
+
+    def show_test_card(self, seconds: float) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def saved_volume(store: Store, default: int) -> int:
+    """The loudspeakers' volume: the last one set (``volume.set``, the technician), else
+    ``[speaker] default_volume``."""
+    try:
+        return int(store.get_setting(VOLUME_SETTING) or default)
+    except ValueError:
+        return default
 
 
 def _no_event(severity: Literal["warning", "error"], code: str, detail: str) -> None:
@@ -370,6 +390,26 @@ class Stage:
                 {"reason": report.reason or "media_error"} if report.outcome == "failed" else {}
             )
             self.recorder.ended(token, report.outcome, fields)
+
+    def set_volume(self, percent: int) -> None:
+        """The volume of every source; the caller saves it (``VOLUME_SETTING``)."""
+        self.speaker.set_volume(percent)
+
+    def power_state(self) -> PowerState:
+        on = self.screen_on
+        return PowerState(
+            screen=None if on is None else ("on" if on else "off"),
+            screen_mode=self.screen_mode,
+            amplifier_mode=self.amplifier_mode,
+        )
+
+    def snapshot(self, max_width: int | None) -> bytes | None:
+        """The screen's current frame as PNG (None: there is no screen to take it from)."""
+        return self.screen.snapshot(max_width)
+
+    def technician_screen(self) -> TechnicianScreen | None:
+        """The screen, when it is one that shows a test card (not the null screen)."""
+        return self.screen if isinstance(self.screen, TechnicianScreen) else None
 
     def set_power(
         self, screen: PowerMode | None = None, amplifier: PowerMode | None = None

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
 from agent.control_socket import AgentNotRunning, request
-from agent.stage import say_bulletin
+from agent.stage import VOLUME_SETTING, saved_volume, say_bulletin
 from agent.store import Store
 from player.base import PlayEnded, PlayStarted
 from protocol import Outcome
@@ -52,7 +51,7 @@ def set_volume(config: AgentConfig, percent: int) -> str:
             raise
     store = Store(config.paths.state_dir / "agent.db")
     try:
-        store.set_setting("volume", str(percent))
+        store.set_setting(VOLUME_SETTING, str(percent))
     finally:
         store.close()
     return f"volume {percent}% (the agent is not running: applied at its next start)"
@@ -73,12 +72,12 @@ class _Done:
 
 
 def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) -> str:
+    from agent.players import build_speaker
     from player.base import PlayItem
-    from player.speaker import build_speaker
 
     notes: list[str] = []
     done = _Done()
-    volume = _saved_volume(config.paths.state_dir / "agent.db")
+    volume = _saved_volume(config)
 
     def report(_severity: str, code: str, detail: str) -> None:
         notes.append(f"{code}: {detail}")
@@ -100,11 +99,12 @@ def _speak_here(config: AgentConfig, text: str, voice: str | None, chime: bool) 
     return f"spoken in {took:.1f} s at volume {volume}% ({used}), on {config.speaker.output}"
 
 
-def _saved_volume(db: Path) -> int:
+def _saved_volume(config: AgentConfig) -> int:
+    db = config.paths.state_dir / "agent.db"
     if not db.exists():
-        return 70
+        return config.speaker.default_volume
     store = Store(db)
     try:
-        return int(store.get_setting("volume", "70") or 70)
+        return saved_volume(store, config.speaker.default_volume)
     finally:
         store.close()

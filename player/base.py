@@ -75,11 +75,17 @@ class ScreenPlayer(Protocol):
     def snapshot(self, max_width: int | None = None) -> bytes | None:
         """A PNG of the frame on the display now (None: this screen has no frame)."""
 
+    @property
+    def alive(self) -> bool:
+        """False once the screen's own thread is gone (the watchdog then stops its pings)."""
+
     def close(self) -> None: ...
 
 
 class SpeakerPlayer(Protocol):
     """The loudspeakers."""
+
+    audible: bool  # False: nobody hears it (a live relay is refused)
 
     def play(self, item: PlayItem) -> None:
         """Start ``item``; ``finished`` reports its end (completed, or failed with a reason)."""

@@ -50,6 +50,10 @@ class NullScreen:
     def snapshot(self, max_width: int | None = None) -> bytes | None:
         return None
 
+    @property
+    def alive(self) -> bool:
+        return True
+
     def close(self) -> None:
         self.current = None
 

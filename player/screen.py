@@ -27,7 +27,6 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from agent.config import ScreenConfig
 from player import draw
 from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.fonts import Typefaces
@@ -65,20 +64,6 @@ class ScreenSettings:
     ticker_fps: int
     tz: tzinfo
     video_aout: str = "adummy"
-
-    @classmethod
-    def from_config(cls, config: ScreenConfig, ward: str, tz: tzinfo) -> ScreenSettings:
-        return cls(
-            geometry=Geometry((config.width, config.height), config.frame_region, config.rotation),
-            profile=config.profile,
-            driver=config.driver,
-            fullscreen=config.fullscreen,
-            ward=config.ward_name or ward,
-            fonts=config.fonts,
-            ticker_fps=config.ticker_fps,
-            tz=tz,
-            video_aout=config.video_aout,
-        )
 
 
 @dataclass

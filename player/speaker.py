@@ -31,12 +31,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.config import AgentConfig
-from player.amplifier import Amplifier, GpioSwitch, Mode, Switch
+from player.amplifier import Amplifier, Mode
 from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
 from player.normalize import normalize
-from player.output import RATE, AudioOutput, open_output
-from player.power import PowerHook
+from player.output import RATE, AudioOutput
 from player.tts import Speech, Tts, TtsError
 from protocol import Outcome
 
@@ -120,8 +118,17 @@ class _Job:
     stop: threading.Event = field(default_factory=threading.Event)
 
 
+def audio_decoder() -> Decoder:
+    """libVLC for audio, loaded with the first audio file or stream (not for speech alone)."""
+    from player.vlcaudio import AudioEngine
+
+    return AudioEngine()
+
+
 class AudioSpeaker:
     """The speaker player (``player.base.SpeakerPlayer``) with a real audio output."""
+
+    audible = True
 
     def __init__(
         self,
@@ -466,57 +473,6 @@ class AudioSpeaker:
             source.stop()
             self.output.idle()
             self.amplifier.release()
-
-
-def build_speaker(
-    config: AgentConfig,
-    events: PlayerEvents,
-    report: Callable[[str, str, str], None],
-    volume: int,
-) -> AudioSpeaker:
-    """The loudspeakers as ``[speaker]`` and ``[tts]`` describe them: output, voices, chime,
-    amplifier (raises OutputError when the output cannot be opened)."""
-    s = config.speaker
-    output = open_output(s.output)
-    switch: Switch | None = None
-    if s.amplifier_gpio:
-        chip, line = s.amplifier_gpio.rsplit(":", 1)
-        try:
-            switch = GpioSwitch(chip, int(line), s.amplifier_active_low)
-        except Exception as exc:  # no such chip or line, no gpiod
-            log.error("amplifier GPIO %s: %s", s.amplifier_gpio, exc)
-            report("error", "amplifier_failed", f"{s.amplifier_gpio}: {exc}")
-    elif s.amplifier_on or s.amplifier_off:
-        switch = PowerHook(
-            "amplifier",
-            s.amplifier_on,
-            s.amplifier_off,
-            10,
-            lambda detail: report("warning", "amplifier_power_failed", detail),
-        )
-    tts = Tts(
-        config.tts.voices,
-        config.tts.default_voice,
-        config.paths.cache_dir,
-        lambda code, detail: report("warning", code, detail),
-    )
-    return AudioSpeaker(
-        output,
-        tts,
-        events,
-        decoder=_audio_decoder,
-        amplifier=Amplifier(switch, s.amplifier_warmup_s, s.amplifier_hold_s),
-        chime_file=s.chime_file,
-        volume=volume,
-        report=report,
-    )
-
-
-def _audio_decoder() -> Decoder:
-    """libVLC for audio, loaded with the first audio file or stream (not for speech alone)."""
-    from player.vlcaudio import AudioEngine
-
-    return AudioEngine()
 
 
 def wav_pcm(path: Path) -> bytes:

@@ -12,11 +12,12 @@ import pygame
 import pytest
 
 from agent.config import ScreenConfig
+from agent.players import screen_settings
 from player import draw
 from player.base import PlayEnded, PlayItem, PlayStarted
 from player.fonts import Typefaces
 from player.layout import Profile, style_for
-from player.screen import PygameScreen, ScreenSettings
+from player.screen import PygameScreen
 from protocol import Bulletin
 from tests.helpers import wait_for
 from tests.media import mjpeg_avi
@@ -58,7 +59,7 @@ def open_screen() -> Iterator[Any]:
 
     def make(events: Finished | None = None, **kw: Any) -> PygameScreen:
         config = ScreenConfig(**{"width": 640, "height": 360, **kw})
-        screen = PygameScreen(ScreenSettings.from_config(config, "Phường 12", TZ), events)
+        screen = PygameScreen(screen_settings(config, "Phường 12", TZ), events)
         screen.start()
         screens.append(screen)
         return screen

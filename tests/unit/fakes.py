@@ -20,7 +20,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.config import AgentConfig
 from agent.director import Director
+from agent.events import Inbound
 from agent.logs import Redactor
+from agent.outbox import Outbox
+from agent.playback import NullPlayback
 from agent.store import Store
 from agent.verify import Verifier
 from protocol import Topics
@@ -241,11 +244,12 @@ class Rig:
     monotonic: FakeMonotonic
     signer: Signer
     config: AgentConfig
+    reports: Outbox
 
     def send(
         self, payload: bytes, topic: str = CMD_TOPIC, retained: bool = False, token: Any = None
     ) -> None:
-        self.director.handle("message", (topic, payload, token, retained))
+        self.director.handle(Inbound(topic, payload, token, retained))
 
     def outbox(self, suffix: str = "") -> list[tuple[str, bytes]]:
         return [
@@ -289,7 +293,9 @@ def make_rig(
         clock=clock,
         max_payload_bytes=config.max_payload_bytes,
     )
-    director = Director(
-        config, store, verifier, Redactor(secrets), clock=clock, monotonic=monotonic
+    outbox = Outbox(
+        store, Topics(config.mqtt.topic_prefix), config.device_id, clock, Redactor(secrets)
     )
-    return Rig(director, store, clock, monotonic, signer, config)
+    playback = NullPlayback(store, outbox, config.paths.cache_dir, config.speaker.default_volume)
+    director = Director(config, store, verifier, outbox, playback, clock=clock, monotonic=monotonic)
+    return Rig(director, store, clock, monotonic, signer, config, outbox)

@@ -60,6 +60,10 @@ class RecordingScreen:
     def snapshot(self, max_width: int | None = None) -> bytes | None:
         return None
 
+    @property
+    def alive(self) -> bool:
+        return True
+
     def close(self) -> None:
         pass
 
@@ -77,6 +81,7 @@ class RecordingSpeaker:
     prepared: list[PlayItem] = field(default_factory=list)
     current: PlayItem | None = None
     deaf: bool = False  # a wedged player: it never answers a stop
+    audible: bool = True
 
     def play(self, item: PlayItem) -> None:
         self.played.append(item)
@@ -206,7 +211,7 @@ def make_show(tmp_path: Path, store: Store, now: datetime | None = None) -> Show
         recorder,
         cache.path,
         ZoneInfo("Asia/Ho_Chi_Minh"),
-        event=rig.director.event,
+        event=rig.reports.event,
     )
     jobs = JobList()
     wakes: list[datetime | None] = []
@@ -217,8 +222,7 @@ def make_show(tmp_path: Path, store: Store, now: datetime | None = None) -> Show
         stage,
         recorder,
         Ranks(TOPICS, DEVICE, GROUPS),
-        rig.director.ack,
-        rig.director.event,
+        rig.reports,
         wakes.append,
         rig.clock,
     )
@@ -373,7 +377,7 @@ def test_emergency_takes_over_and_the_program_resumes_where_it_was(show: Show) -
     assert statuses(show, "emerg-stop-01") == [("done", None)]
     assert show.screen.current == "a"
     assert show.rig.director.conductor is not None
-    cursor = show.rig.director.conductor.stage.cursor
+    cursor = show.conductor.stage.cursor
     assert cursor.remaining_ms == 15000  # 5 s of 20 s had been shown
 
 

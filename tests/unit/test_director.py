@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.director import CAPABILITIES, Director, Request
+from agent.director import CAPABILITIES, Director
+from agent.events import Delivered, Inbound, LinkReset, LinkUp, Request, Stop
 from agent.store import Store
 from protocol import COMMAND_TYPES
 from tests.unit.fakes import (
@@ -117,13 +118,13 @@ def test_group_command_is_handled(rig: Rig) -> None:
 
 
 def test_volume_set_persists_and_acks_done(rig: Rig, db_path: Path) -> None:
-    assert rig.director.volume == 70
+    assert rig.director.conductor.volume == 70
     rig.send(rig.signer.payload(document("volume.set", {"percent": 35}, doc_id="vol-000035")))
     [ack] = rig.acks("vol-000035")
     assert (ack["status"], ack["detail"]) == ("done", "volume 35%")
-    assert rig.director.volume == 35
+    assert rig.director.conductor.volume == 35
     after = reopen(rig, db_path)
-    assert after.director.volume == 35
+    assert after.director.conductor.volume == 35
     assert after.director.status().volume == 35
     after.store.close()
 
@@ -133,7 +134,7 @@ def test_same_id_twice_is_executed_once(rig: Rig) -> None:
     rig.send(first)
     rig.send(rig.signer.payload(document("volume.set", {"percent": 50}, doc_id="vol-bbbbbbbb")))
     rig.send(first)  # replayed: must not set the volume back to 30
-    assert rig.director.volume == 50
+    assert rig.director.conductor.volume == 50
     statuses = [(a["status"], a["reason"]) for a in rig.acks("vol-aaaaaaaa")]
     assert statuses == [("done", None), ("duplicate", "duplicate")]
 
@@ -231,7 +232,7 @@ def test_agent_restart_acks_done_after_the_restart(rig: Rig, db_path: Path) -> N
 
     after = reopen(rig, db_path)
     after.clock.advance(5)
-    after.director.post("stop")
+    after.director.post(Stop())
     assert after.director.run() == "stop"
     assert [a["status"] for a in after.acks("restart-0001")] == ["accepted", "done"]
     assert after.acks("restart-0001")[1]["at"] == "2026-11-26T06:00:05Z"
@@ -246,7 +247,7 @@ def test_agent_restart_acks_done_after_the_restart(rig: Rig, db_path: Path) -> N
 
 
 def test_boot_without_a_pending_restart_acks_nothing(rig: Rig) -> None:
-    rig.director.post("stop")
+    rig.director.post(Stop())
     assert rig.director.run() == "stop"
     assert rig.acks() == []
 
@@ -282,7 +283,7 @@ def test_rejected_document_changes_no_state(rig: Rig) -> None:
         rig.send(payload)
     assert rig.seen_ids() == set()
     assert rig.settings() == {}
-    assert rig.director.volume == 70
+    assert rig.director.conductor.volume == 70
     assert rig.director.exit_reason is None
     acks = rig.acks()
     assert [a["status"] for a in acks] == ["rejected"] * len(bad)
@@ -381,14 +382,14 @@ def test_retained_duplicate_program_gives_no_ack(rig: Rig) -> None:
 def test_link_events_move_the_outbox(rig: Rig) -> None:
     link = FakePublisher()
     rig.director.attach(link, lambda: 3)
-    rig.director.handle("message", (CMD_TOPIC, rig.signer.payload(document()), (7, 1), False))
-    assert link.acked_tokens == [(7, 1)]  # acknowledged to the broker after it was recorded
+    rig.director.handle(Inbound(CMD_TOPIC, rig.signer.payload(document()), (7, 1, 1), False))
+    assert link.acked_tokens == [(7, 1, 1)]  # acknowledged to the broker after it was recorded
     rig.director.pump()
     [published] = link.published
     assert (published.topic, published.qos) == (ACK_TOPIC, 1)
     assert json.loads(published.payload)["status"] == "done"
     assert rig.store.outbox_size() == 1
-    rig.director.handle("delivered", (published.mid, True, ""))
+    rig.director.handle(Delivered(published.mid, True, ""))
     assert rig.store.outbox_size() == 0
 
 
@@ -397,7 +398,7 @@ def test_link_reset_hands_the_outbox_again(rig: Rig) -> None:
     rig.director.attach(link, lambda: 0)
     rig.send(rig.signer.payload(document()))
     rig.director.pump()
-    rig.director.handle("link_reset", None)
+    rig.director.handle(LinkReset())
     rig.director.pump()
     assert [p.topic for p in link.published] == [ACK_TOPIC, ACK_TOPIC]
 
@@ -406,7 +407,7 @@ def test_link_up_publishes_retained_status(rig: Rig) -> None:
     rig.send(rig.signer.payload(document("volume.set", {"percent": 15})))
     link = FakePublisher()
     rig.director.attach(link, lambda: 2)
-    rig.director.handle("link_up", False)
+    rig.director.handle(LinkUp(False))
     [status] = [p for p in link.published if p.topic.endswith("/status")]
     assert (status.qos, status.retain) == (0, True)
     data = json.loads(status.payload)
@@ -418,7 +419,7 @@ def test_link_up_publishes_retained_status(rig: Rig) -> None:
 def test_status_is_not_published_while_offline(rig: Rig) -> None:
     link = FakePublisher(connected=False)
     rig.director.attach(link, lambda: 0)
-    rig.director.handle("link_up", False)
+    rig.director.handle(LinkUp(False))
     assert link.published == []
 
 
@@ -434,30 +435,30 @@ def test_housekeeping_forgets_ids_a_day_after_expiry(rig: Rig) -> None:
 def test_inject_request_passes_the_same_checks(rig: Rig) -> None:
     good = rig.signer.payload(document("volume.set", {"percent": 45}, doc_id="usb-0000001"))
     req = Request("inject", {"document": good.decode("utf-8")})
-    rig.director.handle("request", req)
+    rig.director.handle(req)
     answer = req.reply.get_nowait()
     assert answer["ok"] and answer["acks"][0]["status"] == "done"
-    assert rig.director.volume == 45
+    assert rig.director.conductor.volume == 45
 
     forged = Signer(seed=5).payload(document("volume.set", {"percent": 0}, doc_id="usb-0000002"))
     req = Request("inject", {"document": forged.decode("utf-8")})
-    rig.director.handle("request", req)
+    rig.director.handle(req)
     assert req.reply.get_nowait()["acks"][0]["reason"] == "bad_signature"
-    assert rig.director.volume == 45
+    assert rig.director.conductor.volume == 45
 
 
 def test_status_request_and_unknown_request(rig: Rig) -> None:
     req = Request("status", {})
-    rig.director.handle("request", req)
+    rig.director.handle(req)
     answer = req.reply.get_nowait()
     assert answer["ok"] and answer["device"] == DEVICE and answer["status"]["volume"] == 70
     req = Request("reboot", {})
-    rig.director.handle("request", req)
+    rig.director.handle(req)
     assert req.reply.get_nowait()["ok"] is False
 
 
 def test_stop_event_ends_run(rig: Rig) -> None:
-    rig.director.handle("stop", None)
+    rig.director.handle(Stop())
     assert rig.director.exit_reason == "stop"
 
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import AgentConfig
+from agent.events import Inbound
 from agent.store import Store
 from tests.unit.fakes import (
     CMD_TOPIC,
@@ -98,14 +99,14 @@ def is_a_signed_document(payload: bytes, topic: str) -> bool:
 def handle_and_check(config: AgentConfig, topic: str, payload: bytes) -> None:
     rig = fresh_rig(config)
     try:
-        rig.director.handle("message", (topic, payload, None, False))
+        rig.director.handle(Inbound(topic, payload, None, False))
         if is_a_signed_document(payload, topic):
             return  # executing it is right
         statuses = [a["status"] for a in rig.acks()]
         assert set(statuses) <= {"rejected"}, (statuses, payload[:300])
         assert rig.seen_ids() == set()
         assert rig.settings() == {}
-        assert rig.director.volume == 70
+        assert rig.director.conductor.volume == 70
         assert rig.director.exit_reason is None
         assert {t.rsplit("/", 1)[-1] for t, _ in rig.outbox()} <= {"ack", "event"}
     finally:
@@ -288,7 +289,7 @@ def test_signed_garbage_never_raises_and_a_rejection_changes_nothing(
     fails a check is rejected without a trace in the state."""
     topic, payload = mutated
     rig = fresh_rig(config)
-    rig.director.handle("message", (topic, payload, None, False))
+    rig.director.handle(Inbound(topic, payload, None, False))
     [ack] = rig.acks()
     if ack["status"] == "rejected":
         assert rig.seen_ids() == set()
@@ -306,7 +307,7 @@ def test_the_valid_documents_are_executed(config: AgentConfig) -> None:
         for payload in (json.dumps(doc).encode(), json.dumps(doc, indent=1).encode()):
             assert is_a_signed_document(payload, topic)
             rig = fresh_rig(config)
-            rig.director.handle("message", (topic, payload, None, False))
+            rig.director.handle(Inbound(topic, payload, None, False))
             assert rig.seen_ids() == {doc["id"]}
             first, *_ = rig.acks()
             assert first["status"] in {"done", "accepted", "failed"}
