@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import time
@@ -164,11 +165,20 @@ def _lines(paths: list[Path]) -> Iterator[str]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Plays per ward, device, bulletin and local day, as CSV, from files of ``collect``."""
+    """Plays per ward, device, bulletin and local day, as CSV, from files of ``collect`` (or,
+    ``--db``, from the control plane's store: plays, the daily summary or outcomes)."""
     try:
         tz = ZoneInfo(args.tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ControlError(f"unknown time zone {args.tz!r} (e.g. Asia/Ho_Chi_Minh)") from None
+    if args.db:
+        if args.files:
+            raise ControlError("give collected files or --db, not both")
+        return _report_from_store(args, tz)
+    if not args.files:
+        raise ControlError("give the files written by collect, or --db URL")
+    if args.kind != "plays" or args.since or args.until:
+        raise ControlError("--kind, --since and --until need --db")
     reading = report.read_collected(_lines(args.files))
     rows = report.aggregate(reading.plays, tz)
     if args.out:
@@ -186,4 +196,36 @@ def cmd_report(args: argparse.Namespace) -> int:
     if reading.bad_entries:
         notes.append(f"{reading.bad_entries} malformed entries skipped")
     print(f"{len(reading.plays)} plays in {len(rows)} rows ({'; '.join(notes)})", file=sys.stderr)
+    return 0
+
+
+def _report_from_store(args: argparse.Namespace, tz: ZoneInfo) -> int:
+    from controlplane import report as sql
+    from controlplane.db import DatabaseError
+    from controlplane.migrations import SchemaError
+    from controlplane.store import Store
+
+    out = io.StringIO()
+    try:
+        with Store.open(args.db) as store:
+            if args.kind == "summary":
+                days = sql.summary(store, tz, args.since, args.until)
+                sql.write_summary_csv(days, out)
+            elif args.kind == "outcomes":
+                found = sql.outcomes(store, tz, args.since, args.until)
+                sql.write_outcomes_csv(found, out)
+            else:
+                sql.write_csv(sql.plays(store, tz, args.since, args.until), out)
+    except (DatabaseError, SchemaError, ValueError) as exc:
+        raise ControlError(f"cannot read the store: {exc}") from None
+    text = out.getvalue()
+    if args.out:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ControlError(f"cannot write {args.out}: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+    print(f"{text.count(chr(10)) - 1} rows ({args.kind}, from the store)", file=sys.stderr)
     return 0
