@@ -4,8 +4,10 @@ device, and it imports only the shared ``protocol`` layer, never the daemon (``a
 The ``ttcs-control`` command line is ``cli`` (arguments, ``main``); each command lives with
 its concern: ``keys`` (signing keys, signed documents, device configurations: ``keygen``,
 ``provision``), ``session`` (a short MQTT session on ``protocol.link``), ``send`` (sign,
-publish and follow the acks: ``send``, ``program push``), ``follow`` (a synchronized
+publish and follow the acks: ``send``, ``program push``) with ``fanout`` (live progress, who
+did not answer), ``emergency`` (``emergency start``/``stop``), ``follow`` (a synchronized
 ``play.now`` followed to each device's start), ``fleet`` (``fleet`` and ``watch``),
+``cap_intake`` (``cap send``, ``cap watch``; resource files in ``media``),
 ``playlog_files`` (``collect`` into and ``report`` from JSON-lines files, pure helpers in
 ``files_report``). It keeps what the fleet reports (devices and their last state and status,
 acks, events, playlogs) and what was sent to it in one database, SQLite by default and
