@@ -33,6 +33,7 @@ class Member:
 
 def store_members(url: str, target: str) -> dict[str, Member]:
     """The devices of ``target`` the control plane's store knows, online or not."""
+    # Imported here: a send without --db does not load the database stack.
     from controlplane.db import DatabaseError
     from controlplane.migrations import SchemaError
     from controlplane.store import Store
@@ -65,6 +66,7 @@ class FanOut:
             self.members.setdefault(self.name, Member(self.name))
         self.finals: dict[str, str] = {}
         self.acks: dict[str, dict[str, Any]] = {}
+        self._status_at: dict[str, str] = {}  # any device's retained status, member or not yet
 
     def take(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Read one message; return the ack if it is one of this command's."""
@@ -77,10 +79,10 @@ class FanOut:
             if self.kind == "grp" and isinstance(groups, list) and self.name in groups:
                 member = self.members.setdefault(device, Member(device))
                 member.online = data.get("online") is True
-        elif leaf == "status" and device in self.members:
-            at = data.get("at")
-            member = self.members[device]
-            member.last_seen = str(at) if isinstance(at, str) else member.last_seen
+            elif device in self.members and data.get("online") is False:
+                self.members[device].online = False  # the last will of a member
+        elif leaf == "status" and isinstance(data.get("at"), str):
+            self._status_at[device] = str(data["at"])
         elif leaf == "ack" and data.get("cmd") == self.doc_id:
             status = str(data.get("status"))
             self.acks[device] = data
@@ -90,6 +92,10 @@ class FanOut:
             self.members.setdefault(device, Member(device))
             return data
         return None
+
+    def last_seen(self, device: str) -> str | None:
+        """When ``device`` was last seen: its retained status, else what the store said."""
+        return self._status_at.get(device) or self.members[device].last_seen
 
     def waiting(self) -> list[str]:
         """The members that have not answered finally, by id."""
@@ -115,7 +121,7 @@ class FanOut:
         for device in self.waiting():
             m = self.members[device]
             online = "?" if m.online is None else ("yes" if m.online else "NO")
-            rows.append((device, online, m.last_seen or "never"))
+            rows.append((device, online, self.last_seen(device) or "never"))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         return [
             "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
@@ -134,7 +140,7 @@ class FanOut:
                 {
                     "device": d,
                     "online": self.members[d].online,
-                    "last_seen": self.members[d].last_seen,
+                    "last_seen": self.last_seen(d),
                 }
                 for d in self.waiting()
             ],
@@ -167,7 +173,8 @@ class Progress:
         self._at = -1.0
 
     def show(self, line: str, elapsed_s: float, final: bool = False) -> None:
-        counts = line.split("] ", 1)[-1].rsplit(" (", 1)[0]
+        """Show ``line`` (``progress_line``: the counts, then the elapsed time in brackets)."""
+        counts = line.rsplit(" (", 1)[0]
         if self.tty:
             self.out.write(f"\r{line}\x1b[K" + ("\n" if final else ""))
         elif final or (counts != self._last and elapsed_s - self._at >= 1.0):

@@ -65,7 +65,7 @@ def publish_and_follow(
     topics = Topics(args.prefix)
     synchronized = len(docs) == 1 and docs[0]["type"] == "play.now"
     synchronized = synchronized and synchronized_speech(docs[0]["body"])
-    subs = [topics.dev("+", leaf) for leaf in ("ack", "state", "status")]
+    subs = [topics.dev("+", kind) for kind in ("ack", "state", "status")]
     if synchronized:
         subs.append(topics.dev("+", "playlog"))
     fans = [FanOut(d["id"], d["target"], known_members(args, d["target"])) for d in docs]

@@ -23,9 +23,20 @@ def test_members_come_from_retained_states_naming_the_group() -> None:
     fan.take(*message("c", "state", online=True, groups=["q11-p01", "q11"]))
     fan.take(*message("d", "state", online=False))  # a last will names no groups
     fan.take(*message("b", "status", at="2026-12-03T10:00:00Z"))
-    assert sorted(fan.members) == ["a", "b"]
-    assert fan.members["b"].last_seen == "2026-12-03T10:00:00Z"
+    fan.take(*message("e", "status", at="2026-12-03T09:00:00Z"))  # its state comes after
+    fan.take(*message("e", "state", online=True, groups=["q10"]))
+    assert sorted(fan.members) == ["a", "b", "e"]
+    assert fan.last_seen("b") == "2026-12-03T10:00:00Z"
+    assert fan.last_seen("e") == "2026-12-03T09:00:00Z"
+    assert fan.last_seen("a") is None
     assert not fan.complete()
+
+
+def test_a_last_will_marks_a_member_the_store_knows_offline() -> None:
+    fan = FanOut("cmd-0001", "grp:q10", {"a": Member("a", True, "2026-12-01T08:00:00Z")})
+    fan.take(*message("a", "state", online=False))
+    assert fan.members["a"].online is False
+    assert fan.last_seen("a") == "2026-12-01T08:00:00Z"
 
 
 def test_the_first_final_answer_counts_and_other_commands_are_ignored() -> None:
