@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.report import ward_of
+from controlplane.files_report import ward_of
 from protocol import IDENT_RE, parse_time
 
 _MAX_ID = 128

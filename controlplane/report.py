@@ -1,6 +1,6 @@
 """Reports from the store, in SQL: plays per ward, device, bulletin, channel and local day (the
-CSV of ``agent.report``, same columns and meaning), a per-ward daily summary (hours on air,
-emergencies), and outcomes by reason.
+CSV of ``controlplane.files_report``, same columns and meaning), a per-ward daily summary (hours
+on air, emergencies), and outcomes by reason.
 
 Local days: the time zone is a report parameter, and SQLite knows no time zones, so the days
 are computed here — each local day of the period as ``[start_ms, end_ms)`` in UTC, exact across
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, TextIO
 
-from agent.report import COLUMNS, Row, write_csv
 from controlplane.db import Transaction
+from controlplane.files_report import COLUMNS, Row, write_csv
 from controlplane.store import Store
 
 __all__ = [
@@ -119,7 +119,7 @@ def local_days(tz: tzinfo, first: date, last: date) -> list[tuple[str, int, int]
 def plays(
     store: Store, tz: tzinfo, since: date | None = None, until: date | None = None
 ) -> list[Row]:
-    """The rows of the plays CSV (``agent.report.COLUMNS``), sorted, for local days
+    """The rows of the plays CSV (``controlplane.files_report.COLUMNS``), sorted, for local days
     ``since``..``until`` (inclusive; default: every day with an entry)."""
     with store.db.transaction() as tx:
         days = _days(tx, tz, since, until)

@@ -12,17 +12,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from player.base import PlayEnded, PlayerEvents, PlayItem, PlayStarted
+from protocol import speaking_time_s
 
 log = logging.getLogger(__name__)
-CHARS_PER_SECOND = 14.0  # a calm announcer's pace in Vietnamese
-MIN_S, MAX_S = 2.0, 600.0
-
-
-def speaking_time_s(item: PlayItem) -> float:
-    """How long an announcement takes, estimated from its text (media: a fixed minimum)."""
-    part = item.bulletin.speaker
-    text = part.text if part is not None and part.text else ""
-    return min(MAX_S, max(MIN_S, len(text) / CHARS_PER_SECOND))
 
 
 class NullScreen:
@@ -82,7 +74,7 @@ class NullSpeaker:
         timer.start()
 
     def _start(self, item: PlayItem) -> None:
-        seconds = speaking_time_s(item) * self.time_scale
+        seconds = speaking_time_s(item.bulletin.speaker) * self.time_scale
         error_ms = None
         if item.start_at is not None:
             error_ms = round((datetime.now(UTC) - item.start_at).total_seconds() * 1000)

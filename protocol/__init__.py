@@ -27,6 +27,7 @@ from protocol.documents import (
     SpeakerPart,
     StreamStartBody,
     VolumeSetBody,
+    speaking_time_s,
 )
 from protocol.reports import (
     Ack,
@@ -123,5 +124,6 @@ __all__ = [
     "format_time",
     "nfc",
     "parse_time",
+    "speaking_time_s",
     "to_json",
 ]

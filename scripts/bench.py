@@ -108,9 +108,10 @@ from screen_bench import SETTLE_S as SCREEN_SETTLE_S
 from screen_bench import WINDOW_S as SCREEN_WINDOW_S
 from tts_bench import TTS_ROWS, TtsBench, TtsRowFunction
 
-from agent.controlplane import FINAL, SigningKey, device_config, make_document
 from agent.store import Store
 from agent.verify import Accepted, Verifier
+from controlplane.keys import SigningKey, device_config, make_document
+from controlplane.send import FINAL
 from protocol import Topics
 from protocol.signing import b64url_decode, signing_input
 

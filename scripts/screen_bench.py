@@ -112,7 +112,7 @@ from harness import (
     wait_for,
 )
 
-from agent.controlplane import SigningKey, device_config
+from controlplane.keys import SigningKey, device_config
 
 PREFIX = "ttcs/v1"
 WIDTH, HEIGHT = 1920, 1080

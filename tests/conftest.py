@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import AgentProcess, Broker, Device, provision
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.control_socket import request
-from agent.controlplane import SigningKey, make_document
+from controlplane.keys import SigningKey, make_document
 from protocol import Topics
 from protocol.link import LinkHandler, LinkSettings, MqttLink
 

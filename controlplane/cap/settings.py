@@ -130,6 +130,17 @@ class CapSettings(_Section):
     max_title_chars: Annotated[StrictInt, Field(ge=20, le=1000)] = 200
     max_screen_chars: Annotated[StrictInt, Field(ge=100, le=20_000)] = 2000
     max_spoken_chars: Annotated[StrictInt, Field(ge=100, le=20_000)] = 1000
+    # For the `ttcs-control cap` commands: the ledger's SQLite file, and where resource files
+    # are stored by their sha256 (``media_dir``) for an HTTP server to serve at ``media_url``.
+    ledger: Path | None = None
+    media_dir: Path | None = None
+    media_url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _media(self) -> CapSettings:
+        if (self.media_dir is None) != (self.media_url is None):
+            raise ValueError("media_dir: media_dir and media_url go together")
+        return self
 
     @field_validator("senders")
     @classmethod
@@ -182,6 +193,9 @@ def load_settings(path: Path) -> CapSettings:
         if not isinstance(areas, str):
             raise CapConfigError(f"{path}: cap.areas: the path of the area map file")
         section["areas"] = load_areas(base / areas)
+    for name in ("ledger", "media_dir"):
+        if isinstance(section.get(name), str):
+            section[name] = base / section[name]
     senders = section.get("senders", [])
     if isinstance(senders, list):
         section["senders"] = [_with_pems(s, base, path, i) for i, s in enumerate(senders)]

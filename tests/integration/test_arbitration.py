@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from player.normalize import normalize
 from player.speaker import wav_pcm
 from player.tts import Tts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     ROOT,

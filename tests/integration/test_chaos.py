@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     AgentProcess,

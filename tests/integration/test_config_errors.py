@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import Broker, agent_cli, provision
 
 # (what is wrong, the TOML, text the message must contain)

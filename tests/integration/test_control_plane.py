@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     CONTROL_SCRIPT,
     PREFIX,

@@ -11,7 +11,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     AgentProcess,

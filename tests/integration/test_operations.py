@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from protocol.signing import sign
 from tests.helpers import (
     PREFIX,

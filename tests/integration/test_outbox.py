@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     AgentProcess,

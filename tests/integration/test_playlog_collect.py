@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.report import COLUMNS
+from controlplane.files_report import COLUMNS
 from tests.helpers import (
     CONTROL_SCRIPT,
     PREFIX,

@@ -10,8 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.controlplane import SigningKey
 from agent.store import Store
+from controlplane.keys import SigningKey
 from protocol import parse_time
 from tests.helpers import (
     PREFIX,

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import PREFIX, AgentProcess, Broker, Device, Listener, command, wait_state
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pygame
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     AgentProcess,

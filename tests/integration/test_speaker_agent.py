@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from player.speaker import rms, wav_pcm
 from protocol import format_time
 from tests.helpers import (

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from agent.control_socket import request
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import ROOT, Device, command, wait_for
 
 

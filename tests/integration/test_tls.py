@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.controlplane import SigningKey
+from controlplane.keys import SigningKey
 from tests.helpers import (
     PREFIX,
     AgentProcess,

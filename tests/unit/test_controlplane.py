@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from agent.controlplane import ControlError, SigningKey, SyncFollow, make_document
+from controlplane.errors import ControlError
+from controlplane.follow import SyncFollow
+from controlplane.keys import SigningKey, make_document
 from protocol.signing import public_key_from_b64, signature_valid
 
 

@@ -1,4 +1,5 @@
-"""agent.report: collected playlog lines → de-duplicated plays → CSV rows per ward and day."""
+"""controlplane.files_report: collected playlog lines → de-duplicated plays → CSV rows per ward
+and day."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.report import (
+from controlplane.files_report import (
     COLUMNS,
     Play,
     Row,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.controlplane import SigningKey, make_document
 from controlplane.cap import CapSettings, Ledger, Plan, SenderPolicy, plan_alert
 from controlplane.cap.mapping import bulletin_id
+from controlplane.keys import SigningKey, make_document
 from protocol import Envelope
 from tests.unit.controlplane.conftest import DATA, KTTV, NOW, Q10, cap_file, make_settings
 

@@ -71,3 +71,20 @@ def test_a_bad_area_map_names_the_key(tmp_path: Path, text: str, fragment: str) 
     with pytest.raises(CapConfigError, match=r"areas\.toml: ") as caught:
         load_areas(path)
     assert fragment in str(caught.value)
+
+
+def test_the_ledger_and_media_folder_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "control.toml").write_text(
+        '[cap]\nledger = "state/cap.sqlite"\nmedia_dir = "/srv/media"\n'
+        'media_url = "https://media.q10.example.vn/cap/"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(tmp_path / "control.toml")
+    assert settings.ledger == tmp_path / "state" / "cap.sqlite"
+    assert settings.media_dir == Path("/srv/media")
+
+
+def test_a_media_folder_needs_its_url(tmp_path: Path) -> None:
+    (tmp_path / "control.toml").write_text('[cap]\nmedia_dir = "media"\n', encoding="utf-8")
+    with pytest.raises(CapConfigError, match="media_dir and media_url go together"):
+        load_settings(tmp_path / "control.toml")

@@ -1,5 +1,5 @@
-"""controlplane.report: the plays CSV of agent.report, a daily summary and outcomes by reason,
-all from SQL, on SQLite and PostgreSQL."""
+"""controlplane.report: the plays CSV of controlplane.files_report, a daily summary and outcomes
+by reason, all from SQL, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent import report as file_report
-from agent.controlplane import SigningKey, make_document
+from controlplane import files_report as file_report
 from controlplane import report
+from controlplane.keys import SigningKey, make_document
 from controlplane.store import Store
 from tests.unit.controlplane.util import (
     DEV1,
@@ -39,7 +39,7 @@ def rows(store: Store, tz: ZoneInfo = HCM, **kw: Any) -> list[tuple[Any, ...]]:
 
 
 def test_the_same_rows_as_the_file_report(store: Store) -> None:
-    # What agent.report makes of collected lines, the store makes of the same messages.
+    # What controlplane.files_report makes of collected lines, the store makes of the same messages.
     batches = [
         (DEV1, "q10-p12", [entry("a"), entry("b", outcome="interrupted", channel="speaker")]),
         (DEV1, "q10-p12", [entry("a")]),  # delivered again

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.controlplane import SigningKey, make_document
 from controlplane.db import DatabaseError, connect, redact
+from controlplane.keys import SigningKey, make_document
 from controlplane.store import Store
 from tests.unit.controlplane.util import (
     DEV1,

@@ -6,7 +6,7 @@
      "playlog": {"v": 1, "device": "q10-p12-bang-01", "entries": [...]}}
 
 and ``ttcs-control report`` turns such files into a CSV. Everything here is a pure function of
-its inputs; the files and the broker are the control plane's business.
+its inputs; the files and the broker are ``controlplane.playlog_files``'s business.
 
 The broker delivers at least once, so the same entry may be collected twice (a lost PUBACK, a
 collector stopped before it acknowledged): entries count once per id.

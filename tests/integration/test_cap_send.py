@@ -1,0 +1,212 @@
+"""CAP 1.2 alerts end to end: ``ttcs-control cap send`` reaches the two real agents of the
+affected ward over a real Mosquitto (not the third, outside the area), their screens show the
+emergency with the alert's image fetched from the media folder over HTTP by its hash, a dry
+run sends nothing, the same alert again is refused, and the Cancel that ``cap watch`` finds in
+its folder ends the emergency on both."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.keys import SigningKey
+from tests.helpers import (
+    PREFIX,
+    AgentProcess,
+    Broker,
+    Device,
+    Listener,
+    agent_status,
+    control_cli,
+    provision,
+    wait_for,
+)
+from tests.media import RED, jpeg_frames
+
+SENDER = "canhbao@kttv.gov.vn"
+AREAS = """geocode_names = ["VN-DVHC"]
+[[groups]]
+id = "q10-p12"
+name = "Phường 12, Quận 10"
+codes = ["27175"]
+[[groups]]
+id = "q10-p13"
+name = "Phường 13, Quận 10"
+codes = ["27178"]
+"""
+
+
+def cap_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def alert_xml(identifier: str, sent: datetime, image: bytes) -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>{SENDER}</sender>
+  <sent>{cap_time(sent)}</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>vi-VN</language>
+    <category>Met</category>
+    <event>Lũ quét</event>
+    <urgency>Immediate</urgency>
+    <severity>Severe</severity>
+    <certainty>Observed</certainty>
+    <expires>{cap_time(sent + timedelta(hours=1))}</expires>
+    <headline>Cảnh báo lũ quét tại Phường 12</headline>
+    <description>Mưa lớn 120 mm trong 3 giờ; nhiều tuyến đường đang ngập.</description>
+    <instruction>Di chuyển lên tầng cao. Không đi qua đường ngập.</instruction>
+    <resource>
+      <resourceDesc>Bản đồ vùng ngập</resourceDesc>
+      <mimeType>image/jpeg</mimeType>
+      <size>{len(image)}</size>
+      <derefUri>{base64.b64encode(image).decode()}</derefUri>
+    </resource>
+    <area>
+      <areaDesc>Phường 12, Quận 10</areaDesc>
+      <geocode><valueName>VN-DVHC</valueName><value>27175</value></geocode>
+    </area>
+  </info>
+</alert>
+""".encode()
+
+
+def cancel_xml(identifier: str, of: str, sent: datetime) -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>{identifier}</identifier>
+  <sender>{SENDER}</sender>
+  <sent>{cap_time(sent)}</sent>
+  <status>Actual</status>
+  <msgType>Cancel</msgType>
+  <scope>Public</scope>
+  <references>{SENDER},{of},{cap_time(sent - timedelta(minutes=1))}</references>
+</alert>
+""".encode()
+
+
+class MediaFolderServer:
+    """The media folder served over real HTTP, as an operator's web server would; counts GETs."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.gets: list[str] = []
+        gets = self.gets
+
+        class Handler(SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gets.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cap/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Iterator[MediaFolderServer]:
+    server = MediaFolderServer(tmp_path / "www")
+    yield server
+    server.close()
+
+
+def showing(device: Device) -> str | None:
+    shown: str | None = agent_status(device)["now"]["screen"]
+    return shown
+
+
+def test_a_cap_alert_reaches_the_wards_devices_and_its_cancel_ends_it(
+    tmp_path: Path, broker: Broker, signing_key: SigningKey, media: MediaFolderServer
+) -> None:
+    keyfile = tmp_path / "control.key"
+    signing_key.save(keyfile)
+    (tmp_path / "areas.toml").write_text(AREAS, encoding="utf-8")
+    config = tmp_path / "control.toml"
+    config.write_text(
+        f'[cap]\nareas = "areas.toml"\nledger = "state/cap.sqlite"\nmedia_dir = "www/cap"\n'
+        f'media_url = "{media.url}"\nmedia_in_emergencies = true\n'
+        f'[[cap.senders]]\nsender = "{SENDER}"\n',
+        encoding="utf-8",
+    )
+    ward = [
+        provision(tmp_path, broker, signing_key, device_id=f"q10-p12-loa-0{i}", groups=grp)
+        for i, grp in ((1, ("q10-p12", "q10")), (2, ("q10-p12", "q10")))
+    ]
+    outside = provision(
+        tmp_path, broker, signing_key, device_id="q10-p13-loa-01", groups=("q10-p13", "q10")
+    )
+    agents = [AgentProcess(d).start(wait_online=True) for d in (*ward, outside)]
+    common = ("--config", str(config), "--broker", broker.url, "--key", str(keyfile))
+    now = datetime.now(UTC)
+    image = jpeg_frames((64, 48), [RED])[0]
+    alert = tmp_path / "alert.xml"
+    alert.write_bytes(alert_xml("KTTV-E2E-001", now - timedelta(minutes=1), image))
+    try:
+        with Listener(broker, [f"{PREFIX}/dev/+/ack", f"{PREFIX}/+/+/cmd"]) as listener:
+            dry = control_cli("cap", "send", str(alert), "--dry-run", *common)
+            assert dry.returncode == 0, dry.stdout + dry.stderr
+            assert "emergency.start grp:q10-p12 " in dry.stdout and "dry run" in dry.stdout
+            assert not list((tmp_path / "www").rglob("*")), "a dry run stored a file"
+
+            sent = control_cli("cap", "send", str(alert), *common)
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+            rows = [line.split() for line in sent.stdout.splitlines()]
+            assert {r[0]: r[1] for r in rows if r[0].startswith("q10-")} == {
+                d.device_id: "done" for d in ward
+            }, sent.stdout
+            assert "2 done, 0 failed, 0 rejected, 0 waiting of 2" in sent.stderr
+            # One command went out (the dry run sent none), to the ward's group.
+            commands = [t for t, _, _ in listener.drain() if t.endswith("/cmd")]
+            assert commands == [f"{PREFIX}/grp/q10-p12/cmd"]
+
+            shown = wait_for(lambda: {showing(d) for d in ward}, 10, "the ward's screens")
+            (bulletin,) = shown
+            assert bulletin is not None and bulletin.startswith("cap-")
+            assert showing(outside) != bulletin
+            stored = list((tmp_path / "www" / "cap").iterdir())
+            assert [p.read_bytes() for p in stored] == [image]
+            assert sorted(media.gets) == [f"/cap/{stored[0].name}"] * 2  # each device once
+
+            again = control_cli("cap", "send", str(alert), *common)
+            assert again.returncode == 3 and "duplicate" in again.stdout, again.stdout
+            assert [t for t, _, _ in listener.drain() if t.endswith("/cmd")] == commands
+
+        feed = tmp_path / "feed"
+        feed.mkdir()
+        (feed / "1-alert.xml").write_bytes(alert.read_bytes())  # acted on already
+        cancel = cancel_xml("KTTV-E2E-002", "KTTV-E2E-001", now)
+        (feed / "2-cancel.xml").write_bytes(cancel)
+        watch = control_cli(
+            "cap", "watch", str(feed), "--interval", "0.5", "--duration", "4", *common,
+            timeout=60,
+        )  # fmt: skip
+        assert watch.returncode == 0, watch.stderr
+        logged = [line for line in watch.stderr.splitlines() if "KTTV-E2E-00" in line]
+        assert len(logged) == 2, watch.stderr  # one line per alert, however often it looks
+        assert "refused Alert KTTV-E2E-001" in logged[0] and "duplicate" in logged[0]
+        assert "acted on Cancel KTTV-E2E-002" in logged[1]
+        assert "emergency.stop grp:q10-p12 (2 done" in logged[1]
+        assert all(showing(d) != bulletin for d in ward)
+    finally:
+        for agent in agents:
+            agent.stop()
