@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+import queue
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.config import AgentConfig
-from agent.director import Director
+from agent.director import Director, Request
 from agent.logs import Redactor
 from agent.store import Store
 from agent.verify import Verifier
@@ -293,3 +295,44 @@ def make_rig(
         config, store, verifier, Redactor(secrets), clock=clock, monotonic=monotonic
     )
     return Rig(director, store, clock, monotonic, signer, config)
+
+
+# --------------------------------------------------------------------------- control socket
+
+
+def echo(req: Request) -> dict[str, Any]:
+    """An answer that says what was asked."""
+    return {"ok": True, "action": req.action, "args": req.args}
+
+
+def answering(answer: Callable[[Request], dict[str, Any]]) -> Callable[[str, Any], None]:
+    """A ``handle`` that answers each request with ``answer(request)``."""
+
+    def handle(kind: str, req: Any) -> None:
+        req.reply.put(answer(req))
+
+    return handle
+
+
+class DirectorThread:
+    """The director's side of a ControlServer: ``post`` queues each event, and a thread of its
+    own hands it to ``handle`` (``Director.handle``, or ``answering(...)``), as in the agent."""
+
+    def __init__(self, handle: Callable[[str, Any], None] | None = None) -> None:
+        self.handle = handle or answering(echo)
+        self.posted: list[tuple[str, Any]] = []
+        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="test-director", daemon=True)
+        self._thread.start()
+
+    def post(self, kind: str, payload: Any) -> None:
+        self.posted.append((kind, payload))
+        self._queue.put((kind, payload))
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            self.handle(*event)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5)

@@ -25,41 +25,12 @@ from agent.control_socket import (
     request,
 )
 from agent.director import Request
-
-Answer = Callable[[Request], dict[str, Any]]
-
-
-def echo(req: Request) -> dict[str, Any]:
-    return {"ok": True, "action": req.action, "args": req.args}
-
-
-class FakeDirector:
-    """The director's side: ``post`` queues, another thread answers each request with
-    ``answer``, as the real director does from its own thread."""
-
-    def __init__(self, answer: Answer = echo) -> None:
-        self.answer = answer
-        self.posted: list[tuple[str, Request]] = []
-        self._queue: queue.Queue[Request | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def post(self, kind: str, payload: Any) -> None:
-        self.posted.append((kind, payload))
-        self._queue.put(payload)
-
-    def _run(self) -> None:
-        while (req := self._queue.get()) is not None:
-            req.reply.put(self.answer(req))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(5)
+from tests.unit.fakes import DirectorThread, answering
 
 
 @pytest.fixture
-def director() -> Iterator[FakeDirector]:
-    d = FakeDirector()
+def director() -> Iterator[DirectorThread]:
+    d = DirectorThread()
     yield d
     d.stop()
 
@@ -70,7 +41,7 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server(path: Path, director: FakeDirector) -> Iterator[ControlServer]:
+def server(path: Path, director: DirectorThread) -> Iterator[ControlServer]:
     s = ControlServer(path, director.post)
     s.start()
     yield s
@@ -91,7 +62,7 @@ def raw(path: Path, data: bytes) -> bytes:
 
 
 def test_a_request_reaches_the_director_and_its_answer_comes_back(
-    server: ControlServer, path: Path, director: FakeDirector
+    server: ControlServer, path: Path, director: DirectorThread
 ) -> None:
     answer = request(path, "volume", percent=40)
     assert answer == {"ok": True, "action": "volume", "args": {"percent": 40}}
@@ -102,7 +73,9 @@ def test_a_request_reaches_the_director_and_its_answer_comes_back(
 def test_vietnamese_text_and_a_large_answer_arrive_intact(path: Path) -> None:
     text = "Thông báo: mời bà con đến Ủy ban nhân dân phường nhận gạo hỗ trợ."
     png = "iVBORw0KGgo" * 300_000  # a screenshot's base64, over 3 MiB
-    director = FakeDirector(lambda req: {"ok": True, "text": req.args["text"], "png": png})
+    director = DirectorThread(
+        answering(lambda req: {"ok": True, "text": req.args["text"], "png": png})
+    )
     server = ControlServer(path, director.post)
     server.start()
     try:
@@ -115,7 +88,7 @@ def test_vietnamese_text_and_a_large_answer_arrive_intact(path: Path) -> None:
 
 
 def test_the_socket_is_for_the_service_user_and_its_group_and_goes_at_stop(
-    path: Path, director: FakeDirector
+    path: Path, director: DirectorThread
 ) -> None:
     server = ControlServer(path, director.post)
     server.start()
@@ -140,7 +113,7 @@ def test_the_socket_is_for_the_service_user_and_its_group_and_goes_at_stop(
     ],
 )
 def test_a_bad_request_gets_an_error_and_reaches_nobody(
-    server: ControlServer, path: Path, director: FakeDirector, sent: bytes, error: str
+    server: ControlServer, path: Path, director: DirectorThread, sent: bytes, error: str
 ) -> None:
     answer = raw(path, sent)
     assert answer.endswith(b"\n") and answer.count(b"\n") == 1
@@ -152,7 +125,7 @@ def test_a_bad_request_gets_an_error_and_reaches_nobody(
 
 
 def test_an_oversized_request_is_refused_before_it_is_parsed(
-    server: ControlServer, path: Path, director: FakeDirector
+    server: ControlServer, path: Path, director: DirectorThread
 ) -> None:
     answer = raw(path, b"x" * (MAX_REQUEST_BYTES + 1))
     assert answer == b'{"ok": false, "error": "bad request: message too large"}\n'
@@ -160,7 +133,7 @@ def test_an_oversized_request_is_refused_before_it_is_parsed(
 
 
 def test_a_request_just_under_the_limit_is_answered(
-    server: ControlServer, path: Path, director: FakeDirector
+    server: ControlServer, path: Path, director: DirectorThread
 ) -> None:
     envelope = len('{"action": "inject", "args": {"document": ""}}\n')
     document = "d" * (MAX_REQUEST_BYTES - envelope)
@@ -201,7 +174,7 @@ def test_answers_go_back_to_their_own_connections(path: Path) -> None:
 
 
 def test_a_second_agent_on_the_same_socket_is_refused(
-    server: ControlServer, path: Path, director: FakeDirector
+    server: ControlServer, path: Path, director: DirectorThread
 ) -> None:
     second = ControlServer(path, director.post)
     with pytest.raises(RuntimeError, match="another agent is already running on"):
@@ -210,7 +183,7 @@ def test_a_second_agent_on_the_same_socket_is_refused(
 
 
 def test_a_stale_socket_is_reported_and_replaced_at_start(
-    path: Path, director: FakeDirector
+    path: Path, director: DirectorThread
 ) -> None:
     path.parent.mkdir(parents=True)
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -270,7 +243,7 @@ def as_nobody(ask: Callable[[], object]) -> BaseException | None:
     return raised[0]
 
 
-def test_a_user_outside_the_group_is_told_permission_denied(director: FakeDirector) -> None:
+def test_a_user_outside_the_group_is_told_permission_denied(director: DirectorThread) -> None:
     # In a folder anyone may enter, as /var/lib/ttcs-agent is; the socket itself is 0660.
     with tempfile.TemporaryDirectory() as folder:
         os.chmod(folder, 0o755)
