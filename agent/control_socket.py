@@ -146,8 +146,11 @@ def request(path: Path, action: str, timeout: float = 20.0, **args: Any) -> dict
             raise AgentNotRunning(
                 f"permission denied on {path}: run as the service user or a member of its group"
             ) from None
-        sock.sendall(json.dumps({"action": action, "args": args}).encode("utf-8") + b"\n")
-        raw = _read_line(sock, MAX_ANSWER_BYTES)
+        try:
+            sock.sendall(json.dumps({"action": action, "args": args}).encode("utf-8") + b"\n")
+            raw = _read_line(sock, MAX_ANSWER_BYTES)
+        except (BrokenPipeError, ConnectionResetError):  # it hung up before reading or answering
+            raw = b""
     if not raw:
         raise AgentNotRunning("the agent closed the connection without answering")
     answer: dict[str, Any] = json.loads(raw.decode("utf-8"))

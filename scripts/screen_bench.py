@@ -99,7 +99,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The checkout's own packages first, also when the virtualenv's editable install is another's.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from harness import (

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The checkout's own packages first, also when the virtualenv's editable install is another's.
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from harness import ROOT, HarnessError

@@ -4,14 +4,13 @@ PostgreSQL server per run and a fresh database (SQLite or PostgreSQL) per test."
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controlplane.keys import SigningKey
-from tests.helpers import AgentProcess, Broker, Device, provision
+from tests.helpers import AgentProcess, Broker, Device, HarnessError, provision
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir
 
@@ -27,8 +26,10 @@ def signing_key() -> SigningKey:
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
-        pytest.fail("mosquitto is not installed: run `make setup`")
+    try:
+        Broker.binary()
+    except HarnessError as exc:
+        pytest.fail(f"{exc}: run `make setup`")
     b = Broker(tmp_path / "broker").start()
     yield b
     b.stop()

@@ -1,13 +1,12 @@
-"""Shared test machinery: a real Mosquitto broker, device configs, agent processes, a listener."""
+"""Shared test machinery: device configs, agent processes, a listener, a media server with
+knobs; the real Mosquitto broker is ``harness.Broker`` (scripts/harness.py), re-exported."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness import Broker as Broker
+from harness import HarnessError as HarnessError
+from harness import free_port as free_port
+
 from agent.control_socket import request
 from controlplane.keys import SigningKey, make_document
 from protocol import Topics
@@ -29,12 +32,6 @@ from protocol.link import LinkHandler, LinkSettings, MqttLink
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "ttcs/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -46,49 +43,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Broker:
-    """A real Mosquitto on a free loopback port, with persistence, restartable on the same port."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra: str = "") -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.conf = workdir / "mosquitto.conf"
-        self.log = workdir / "mosquitto.log"
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> Broker:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        user = "user root\n" if os.geteuid() == 0 else ""
-        self.conf.write_text(
-            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            f"persistence true\npersistence_location {self.workdir}/\n"
-            f"autosave_interval 1\nmax_queued_messages 10000\n{self.extra}\n"
-        )
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
-        )
-        wait_for(self._accepts, 10, f"mosquitto on port {self.port}")
-        return self
-
-    def _accepts(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
 
 
 @dataclass

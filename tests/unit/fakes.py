@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+import queue
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent.config import AgentConfig
 from agent.director import Director
-from agent.events import Inbound
+from agent.events import Event, Inbound, Request
 from agent.logs import Redactor
 from agent.outbox import Outbox
 from agent.playback import NullPlayback
@@ -299,3 +301,45 @@ def make_rig(
     playback = NullPlayback(store, outbox, config.paths.cache_dir, config.speaker.default_volume)
     director = Director(config, store, verifier, outbox, playback, clock=clock, monotonic=monotonic)
     return Rig(director, store, clock, monotonic, signer, config, outbox)
+
+
+# --------------------------------------------------------------------------- control socket
+
+
+def echo(req: Request) -> dict[str, Any]:
+    """An answer that says what was asked."""
+    return {"ok": True, "action": req.action, "args": req.args}
+
+
+def answering(answer: Callable[[Request], dict[str, Any]]) -> Callable[[Event], None]:
+    """A ``handle`` that answers each request with ``answer(request)``."""
+
+    def handle(event: Event) -> None:
+        assert isinstance(event, Request)
+        event.reply.put(answer(event))
+
+    return handle
+
+
+class DirectorThread:
+    """The director's side of a ControlServer: ``post`` queues each event, and a thread of its
+    own hands it to ``handle`` (``Director.handle``, or ``answering(...)``), as in the agent."""
+
+    def __init__(self, handle: Callable[[Event], None] | None = None) -> None:
+        self.handle = handle or answering(echo)
+        self.posted: list[Event] = []
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="test-director", daemon=True)
+        self._thread.start()
+
+    def post(self, event: Event) -> None:
+        self.posted.append(event)
+        self._queue.put(event)
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            self.handle(event)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(5)
