@@ -64,7 +64,7 @@ class Conductor:
         outbox: Outbox,
         wake: Callable[[datetime | None], None],
         clock: Callable[[], datetime],
-        default_volume: int = 70,
+        default_volume: int,
     ) -> None:
         self.store = store
         self.cache = cache

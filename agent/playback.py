@@ -75,9 +75,7 @@ class Playback(Protocol):
 class NullPlayback:
     """No screen, no loudspeakers, no cache: the director alone."""
 
-    def __init__(
-        self, store: Store, outbox: Outbox, cache_dir: Path, default_volume: int = 70
-    ) -> None:
+    def __init__(self, store: Store, outbox: Outbox, cache_dir: Path, default_volume: int) -> None:
         self.store = store
         self.outbox = outbox
         self.cache_dir = cache_dir

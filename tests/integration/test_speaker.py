@@ -68,6 +68,7 @@ def speaker_on_file(
     tmp_path: Path, tts: Tts, events: Events, **kw: object
 ) -> tuple[AudioSpeaker, Path]:
     capture = tmp_path / "capture.wav"
+    kw.setdefault("volume", 70)
     return AudioSpeaker(FileOutput(capture), tts, events, **kw), capture  # type: ignore[arg-type]
 
 

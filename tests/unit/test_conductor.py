@@ -225,6 +225,7 @@ def make_show(tmp_path: Path, store: Store, now: datetime | None = None) -> Show
         rig.reports,
         wakes.append,
         rig.clock,
+        config.speaker.default_volume,
     )
     rig.director.conductor = conductor
     conductor.boot()
