@@ -25,6 +25,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("program: bytes served ÷ (N × program)", "program", "served_ratio"),
     ("program: peak concurrent downloads", "program", "peak_concurrent"),
     ("broker restart: outage (s)", "restart", "outage_s"),
+    ("broker restart: p50 back online (s)", "restart", "p50_back_s"),
     ("broker restart: all back online (s)", "restart", "all_back_s"),
     ("broker restart: peak reconnects per s", "restart", "peak_reconnects_per_s"),
     ("broker restart: commands lost", "restart", "lost"),

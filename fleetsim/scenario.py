@@ -250,7 +250,7 @@ def _program_push(opts: Options, key: Ed25519PrivateKey, observer: Observer) -> 
         program_bytes = sum(f["size"] for f in files)
         doc = p.signed(key, "program", "grp:all", p.program_body(1, files), ttl_s=None)
         t0 = observer.publish(f"{p.PREFIX}/grp/all/program", p.payload(doc), retain=True)
-        timeout = opts.fetch_jitter_s + 60 + n * 0.1
+        timeout = opts.fetch_jitter_s + 120 + n * 0.4
         live = observer.wait(ack_of(doc["id"], "done"), n, timeout, since=t0)
         failed = observer.select(ack_of(doc["id"], "failed"), since=t0)
         (counted,) = server.ask("stats")
@@ -293,10 +293,12 @@ def _broker_restart(
     buckets: dict[int, int] = {}
     for at in back.values():
         buckets[int(at - t_up)] = buckets.get(int(at - t_up), 0) + 1
+    times = spread(back, t_up, n)
     return {
         "outage_s": round(t_up - t_down, 2),
         "back_online": len(back),
-        "all_back_s": round(max(back.values()) - t_up, 2) if back else None,
+        "p50_back_s": times.get("p50_s"),
+        "all_back_s": times.get("last_s"),
         "peak_reconnects_per_s": max(buckets.values(), default=0),
         "online_when_sent": online_at_send,
         "cmd_during_outage_done": len(got_during),
