@@ -35,7 +35,7 @@ class Mosquitto:
         self.conf.write_text(
             f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {self.workdir}/\n"
-            "autosave_interval 60\nmax_queued_messages 1000\nset_tcp_nodelay true\n"
+            "autosave_interval 60\nmax_queued_messages 100000\nset_tcp_nodelay true\n"
             f"log_dest file {self.log}\nlog_type error\nlog_type warning\n"
         )
         self.proc = subprocess.Popen(

@@ -6,32 +6,23 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fleetsim.echo import CMD_TOPIC
 from fleetsim.provision import PREFIX
 from protocol.link import LinkHandler, LinkSettings, MqttLink
 
-
-@dataclass(frozen=True)
-class Seen:
-    """One message from a device: when it arrived (monotonic), from whom, what it said."""
-
-    at: float
-    device: str
-    kind: str  # "ack", "state" or "floor"
-    data: dict[str, Any]
+Key = tuple[str, ...]  # ("ack", doc id, status, reason) | ("online",) | ("floor",)
 
 
 class Observer(LinkHandler):
-    """Subscribes to every device's ``ack`` and ``state`` and to the floor's echoes."""
+    """Subscribes to every device's ``ack`` and ``state`` and to the floor's echoes, and keeps
+    the arrival time of each device's first message of each kind (indexed as they arrive: the
+    network thread must keep up with a thousand acks in a second)."""
 
     def __init__(self, port: int, client_id: str = "fleetsim-control") -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self.seen: list[Seen] = []
+        self._cond = threading.Condition()
+        self._seen: dict[Key, list[tuple[float, str]]] = {}
         self.link = MqttLink(
             LinkSettings(
                 host="127.0.0.1",
@@ -58,18 +49,25 @@ class Observer(LinkHandler):
     def message(self, topic: str, payload: bytes, token: Any, retained: bool) -> None:
         at = time.monotonic()
         parts = topic.split("/")
-        try:
-            data = json.loads(payload) if not topic.startswith("floor/") else {}
-        except ValueError:
-            return
         if topic.startswith("floor/"):
-            kind, device = "floor", parts[2]
+            key: Key = ("floor",)
         elif retained:
             return  # a state from before this run, not news
         else:
-            kind, device = parts[-1], parts[-2]
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                return
+            if parts[-1] == "state":
+                if data.get("online") is not True:
+                    return
+                key = ("online",)
+            else:
+                key = ack(str(data.get("cmd")), str(data.get("status")), str(data.get("reason")))
         with self._cond:
-            self.seen.append(Seen(at, device, kind, data))
+            self._seen.setdefault(key, []).append((at, parts[-2]))
+            if key[0] == "ack":  # also under any reason
+                self._seen.setdefault((*key[:3], "*"), []).append((at, parts[-2]))
             self._cond.notify_all()
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> float:
@@ -81,46 +79,32 @@ class Observer(LinkHandler):
     def publish_floor(self, payload: bytes) -> float:
         return self.publish(CMD_TOPIC, payload)
 
-    def select(self, match: Callable[[Seen], bool], since: float = 0.0) -> dict[str, float]:
-        """The first instant each device sent a message that ``match``es, after ``since``."""
+    def select(self, key: Key, since: float = 0.0) -> dict[str, float]:
+        """The first instant each device sent a message of ``key``, after ``since``."""
         firsts: dict[str, float] = {}
-        with self._lock:
-            for item in self.seen:
-                if item.at >= since and item.device not in firsts and match(item):
-                    firsts[item.device] = item.at
+        with self._cond:
+            items = list(self._seen.get(key, ()))
+        for at, device in items:
+            if at >= since and device not in firsts:
+                firsts[device] = at
         return firsts
 
-    def wait(
-        self, match: Callable[[Seen], bool], count: int, timeout: float, since: float = 0.0
-    ) -> dict[str, float]:
-        """Wait until ``count`` devices sent a matching message (or ``timeout``); see ``select``."""
+    def wait(self, key: Key, count: int, timeout: float, since: float = 0.0) -> dict[str, float]:
+        """Wait until ``count`` devices sent a message of ``key`` (or ``timeout``)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.select(match, since)
+            found = self.select(key, since)
             left = deadline - time.monotonic()
             if len(found) >= count or left <= 0:
                 return found
             with self._cond:
-                self._cond.wait(min(left, 0.2))
+                self._cond.wait(min(left, 0.5))
 
 
-def ack_of(doc_id: str, status: str, reason: str | None = None) -> Callable[[Seen], bool]:
-    """Matches a device's ack of ``doc_id`` with ``status`` (and ``reason``)."""
-
-    def match(item: Seen) -> bool:
-        return (
-            item.kind == "ack"
-            and item.data.get("cmd") == doc_id
-            and item.data.get("status") == status
-            and (reason is None or item.data.get("reason") == reason)
-        )
-
-    return match
+def ack(doc_id: str, status: str, reason: str = "*") -> Key:
+    """The key of a device's ack of ``doc_id`` with ``status`` and ``reason`` (any: ``*``)."""
+    return ("ack", doc_id, status, reason)
 
 
-def online(item: Seen) -> bool:
-    return item.kind == "state" and item.data.get("online") is True
-
-
-def floor_echo(item: Seen) -> bool:
-    return item.kind == "floor"
+ONLINE: Key = ("online",)
+FLOOR: Key = ("floor",)

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleetsim import provision as p
 from fleetsim.broker import Mosquitto
-from fleetsim.observe import Observer, ack_of, floor_echo, online
+from fleetsim.observe import FLOOR, ONLINE, Observer, ack
 
 ACK_WINDOW_S = 10.0  # an emergency not acked within this counts as not acked
 EMERGENCY_TEXT = (
@@ -165,7 +165,7 @@ def run(opts: Options) -> dict[str, Any]:
         t0 = time.monotonic()
         hosts = stack.enter_context(_hosts(argvs, opts.workdir))
         built = hosts.ask(None)
-        up = observer.wait(online, n, 60 + n * 0.1, since=t0)
+        up = observer.wait(ONLINE, n, 60 + n * 0.1, since=t0)
         result["start"] = {
             "online": len(up),
             "all_online_s": round(max(up.values()) - t0, 2) if up else None,
@@ -202,7 +202,7 @@ def _floor(opts: Options, broker: Mosquitto, observer: Observer, sample: bytes) 
         hosts.ask(None)
         time.sleep(0.5)
         t0 = observer.publish_floor(sample)
-        found = observer.wait(floor_echo, opts.count, ACK_WINDOW_S, since=t0)
+        found = observer.wait(FLOOR, opts.count, ACK_WINDOW_S, since=t0)
         hosts.close()
     return spread(found, t0, opts.count)
 
@@ -213,7 +213,7 @@ def _emergency_fanout(
     """``emergency.start`` to the group of all: the document, and when each ``done`` came."""
     doc = p.signed(key, "emergency.start", "grp:all", _emergency())
     t0 = observer.publish(f"{p.PREFIX}/grp/all/cmd", p.payload(doc))
-    found = observer.wait(ack_of(doc["id"], "done"), n, ACK_WINDOW_S, since=t0)
+    found = observer.wait(ack(doc["id"], "done"), n, ACK_WINDOW_S, since=t0)
     return doc, spread(found, t0, n)
 
 
@@ -224,14 +224,14 @@ def _refusals(
     must refuse both; then the real one is stopped."""
     topic = f"{p.PREFIX}/grp/all/cmd"
     t0 = observer.publish(topic, p.payload(doc))
-    replayed = observer.wait(ack_of(doc["id"], "duplicate", "duplicate"), n, 30, since=t0)
+    replayed = observer.wait(ack(doc["id"], "duplicate", "duplicate"), n, 30, since=t0)
     fake = p.forged(doc)
     t1 = observer.publish(topic, p.payload(fake))
-    refused = observer.wait(ack_of(fake["id"], "rejected", "bad_signature"), n, 30, since=t1)
-    executed = observer.select(ack_of(fake["id"], "done"), since=t1)
+    refused = observer.wait(ack(fake["id"], "rejected", "bad_signature"), n, 30, since=t1)
+    executed = observer.select(ack(fake["id"], "done"), since=t1)
     stop = p.signed(key, "emergency.stop", "grp:all", {"ref": doc["id"]})
     t2 = observer.publish(topic, p.payload(stop))
-    stopped = observer.wait(ack_of(stop["id"], "done"), n, 30, since=t2)
+    stopped = observer.wait(ack(stop["id"], "done"), n, 30, since=t2)
     return {
         "replay_refused": len(replayed),
         "forged_refused": len(refused),
@@ -243,7 +243,7 @@ def _refusals(
 def _program_push(opts: Options, key: Ed25519PrivateKey, observer: Observer) -> dict[str, Any]:
     """A retained program of ``program_files`` files to the group of all, from one server."""
     n = opts.count
-    argv = ["fleetsim.media", str(opts.program_files), str(n)]
+    argv = ["fleetsim.media", str(opts.program_files), "20"]  # the same files at every N
     with _hosts([argv], opts.workdir) as server:
         (served,) = server.ask(None)
         files = served["media"]
@@ -251,8 +251,8 @@ def _program_push(opts: Options, key: Ed25519PrivateKey, observer: Observer) -> 
         doc = p.signed(key, "program", "grp:all", p.program_body(1, files), ttl_s=None)
         t0 = observer.publish(f"{p.PREFIX}/grp/all/program", p.payload(doc), retain=True)
         timeout = opts.fetch_jitter_s + 120 + n * 0.4
-        live = observer.wait(ack_of(doc["id"], "done"), n, timeout, since=t0)
-        failed = observer.select(ack_of(doc["id"], "failed"), since=t0)
+        live = observer.wait(ack(doc["id"], "done"), n, timeout, since=t0)
+        failed = observer.select(ack(doc["id"], "failed"), since=t0)
         (counted,) = server.ask("stats")
         server.close()
     times = spread(live, t0, n)
@@ -261,6 +261,7 @@ def _program_push(opts: Options, key: Ed25519PrivateKey, observer: Observer) -> 
         "program_bytes": program_bytes,
         "live": len(live),
         "failed": len(failed),
+        "first_live_s": times.get("first_s"),
         "all_live_s": times.get("last_s"),
         "p50_live_s": times.get("p50_s"),
         "served_ratio": round(counted["bytes_sent"] / (n * program_bytes), 3),
@@ -286,10 +287,10 @@ def _broker_restart(
     observer.link.wait_connected(10)
     after = p.signed(key, "volume.set", "grp:all", {"percent": 55})
     t_sent = observer.publish(topic, p.payload(after))
-    online_at_send = len(observer.select(online, since=t_up))
-    back = observer.wait(online, n, 60 + n * 0.05, since=t_up)
-    got_during = observer.wait(ack_of(during["id"], "done"), n, 60, since=t_down)
-    got_after = observer.wait(ack_of(after["id"], "done"), n, 60, since=t_sent)
+    online_at_send = len(observer.select(ONLINE, since=t_up))
+    back = observer.wait(ONLINE, n, 60 + n * 0.05, since=t_up)
+    got_during = observer.wait(ack(during["id"], "done"), n, 60, since=t_down)
+    got_after = observer.wait(ack(after["id"], "done"), n, 60, since=t_sent)
     buckets: dict[int, int] = {}
     for at in back.values():
         buckets[int(at - t_up)] = buckets.get(int(at - t_up), 0) + 1
