@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=os.cpu_count() or 2, help="at least this many hosts"
     )
-    parser.add_argument("--jitter", type=int, default=20, help="[cache] fetch_jitter_s")
+    parser.add_argument(
+        "--jitter",
+        type=int,
+        help="the devices' [cache] fetch_jitter_s (default: N ÷ 10 s, at least 20 s)",
+    )
     parser.add_argument("--wakeups", choices=("shared", "daemon"), default="shared")
     parser.add_argument("--out", type=Path, default=Path("fleet-out"))
     args = parser.parse_args(argv)
@@ -34,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         began = time.monotonic()
         print(f"fleet: {n} devices …", file=sys.stderr, flush=True)
-        opts = Options(n, args.out / f"n{n}", args.processes, args.jitter, wakeups=args.wakeups)
+        jitter = args.jitter if args.jitter is not None else max(20, n // 10)
+        opts = Options(n, args.out / f"n{n}", args.processes, jitter, wakeups=args.wakeups)
         row = run(opts)
         row["run_s"] = round(time.monotonic() - began, 1)
         rows.append(row)

@@ -19,6 +19,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("forged emergency refused (bad_signature)", "refusals", "forged_refused"),
     ("forged emergency executed", "refusals", "forged_executed"),
     ("program: 20 files, bytes", "program", "program_bytes"),
+    ("program: devices' fetch_jitter_s", "program", "jitter_s"),
+    ("program: first live (s)", "program", "first_live_s"),
     ("program: all live (s)", "program", "all_live_s"),
     ("program: p50 live (s)", "program", "p50_live_s"),
     ("program: live / failed", "program", "live_failed"),
