@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help setup test chaos lint bench demo deb clean
+.PHONY: help setup test chaos lint bench fleet demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -39,6 +39,10 @@ bench: ## run the benchmarks (scripts/bench.py; e.g. BENCH_ARGS="--only screen")
 	@scripts/setup --bench
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
+# Output: the table on stdout, fleet-out/fleet.json. About 10 minutes on 2 cores.
+fleet: setup ## the fleet simulator: 100, 300, 1,000 devices on one Mosquitto (e.g. FLEET_ARGS="--sizes 50")
+	$(PY) -m fleetsim $(FLEET_ARGS)
+
 demo: setup ## run the end-to-end demo (scripts/demo)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
@@ -49,5 +53,5 @@ deb: setup ## build dist/ttcs-agent_VERSION_ARCH.deb with dpkg-buildpackage, the
 
 clean: ## remove the virtualenv, caches, demo/bench output and built packages (build/, dist/)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
-		demo-out bench-out
+		demo-out bench-out fleet-out
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

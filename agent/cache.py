@@ -93,6 +93,13 @@ class ContentCache:
         self._lock = threading.RLock()
         self._keep: frozenset[str] = frozenset()
 
+    @property
+    def fetch_settings(self) -> FetchSettings:
+        """The settings of the downloader that fills this cache."""
+        if self._downloader is None:
+            return FetchSettings()
+        return self._downloader.settings
+
     # ------------------------------------------------------------------ paths
 
     def path(self, sha256: str) -> Path:
@@ -372,6 +379,7 @@ def open_cache(config: AgentConfig, sleep: Callable[[float], None] = time.sleep)
         connect_timeout_s=c.connect_timeout_s,
         read_timeout_s=c.read_timeout_s,
         attempts=c.attempts,
+        start_jitter_s=float(c.fetch_jitter_s),
     )
     return ContentCache(
         config.paths.cache_dir,

@@ -196,6 +196,9 @@ class CacheConfig(_Section):
     connect_timeout_s: StrictInt = Field(default=10, ge=1, le=300)
     read_timeout_s: StrictInt = Field(default=30, ge=1, le=3600)
     attempts: StrictInt = Field(default=5, ge=1, le=100)
+    # A program's downloads start after a random delay of up to this many seconds, so that a
+    # group's devices given the same program at once do not all reach the server at once.
+    fetch_jitter_s: StrictInt = Field(default=0, ge=0, le=3600)
 
 
 class LogConfig(_Section):

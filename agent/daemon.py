@@ -29,6 +29,7 @@ from agent.control_socket import ControlServer
 from agent.director import CAPABILITIES, PLAYBACK_CAPABILITIES, Director
 from agent.events import (
     Delivered,
+    Event,
     Inbound,
     Inbox,
     LinkDown,
@@ -58,7 +59,7 @@ SHUTDOWN_FLUSH_S = 3.0
 PLAYLOG_FLUSH_S = 10
 
 
-class _ToInbox(LinkHandler):
+class ToInbox(LinkHandler):
     """Forwards link events to the director's inbox (never blocks the network thread)."""
 
     def __init__(self, inbox: Inbox) -> None:
@@ -150,12 +151,12 @@ def run(config: AgentConfig, config_path: Path) -> int:
     )
     inbox = Inbox()
     outbox = Outbox(store, topics, config.device_id, _utcnow, redactor)
-    wake = Wakeup(inbox)
+    wake = Wakeup(inbox.post)
     fetcher = CacheFiller(open_cache(config), inbox.post)
     conductor = build_conductor(config, store, inbox, outbox, fetcher, wake)
     director = Director(config, store, verifier, outbox, conductor, inbox)
     settings = link_settings(config, format_time(time.time()))
-    link = MqttLink(settings, _ToInbox(inbox))
+    link = MqttLink(settings, ToInbox(inbox))
     director.attach(link, lambda: link.reconnects)
     control = ControlServer(config.paths.socket_path, inbox.post)
     notifier = Notifier()
@@ -231,8 +232,8 @@ def run(config: AgentConfig, config_path: Path) -> int:
 class Wakeup:
     """Wakes the director at the next change that arbitration announced (APScheduler)."""
 
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
+    def __init__(self, post: Callable[[Event], None]) -> None:
+        self.post = post
         self.scheduler = BackgroundScheduler(timezone=UTC)
 
     def start(self) -> None:
@@ -244,7 +245,7 @@ class Wakeup:
                 self.scheduler.remove_job("wake")
             return
         self.scheduler.add_job(
-            self.inbox.post,
+            self.post,
             "date",
             run_date=when,
             args=(Tick(),),

@@ -87,6 +87,8 @@ class FetchSettings:
     attempts: int = 5
     backoff_s: float = 1.0
     chunk_bytes: int = CHUNK_BYTES
+    # Not used by a fetch: the CacheFiller's random delay before a program's downloads begin.
+    start_jitter_s: float = 0.0
 
 
 class _Retry(Exception):
