@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.controlplane import SigningKey
+from tests import fuzzing
 from tests.helpers import AgentProcess, Broker, Device, provision
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir
@@ -18,6 +19,14 @@ from tests.postgres import PostgresServer, find_bindir
 # Importing pygame or SDL later must never try to open a real display or sound card.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz targets' inputs, speed and memory, when any ran (tests/fuzzing.py)."""
+    if fuzzing.TALLY:
+        terminalreporter.section("fuzz")
+        for line in fuzzing.table():
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
