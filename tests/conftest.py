@@ -13,6 +13,7 @@ import pytest
 from agent.controlplane import SigningKey
 from tests import fuzzing
 from tests.helpers import AgentProcess, Broker, Device, provision
+from tests.integration import power_cuts
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir
 
@@ -22,10 +23,14 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The fuzz targets' inputs, speed and memory, when any ran (tests/fuzzing.py)."""
+    """The tables of the fuzz targets (tests/fuzzing.py) and the power cuts, when they ran."""
     if fuzzing.TALLY:
         terminalreporter.section("fuzz")
         for line in fuzzing.table():
+            terminalreporter.write_line(line)
+    for report in power_cuts.REPORTS:
+        terminalreporter.section("power cuts")
+        for line in report:
             terminalreporter.write_line(line)
 
 
