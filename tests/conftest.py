@@ -13,7 +13,7 @@ import pytest
 from agent.controlplane import SigningKey
 from tests import fuzzing
 from tests.helpers import AgentProcess, Broker, Device, provision
-from tests.integration import power_cuts
+from tests.integration import power_cut_report
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir
 
@@ -28,7 +28,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fuzz")
         for line in fuzzing.table():
             terminalreporter.write_line(line)
-    for report in power_cuts.REPORTS:
+    for report in power_cut_report.REPORTS:
         terminalreporter.section("power cuts")
         for line in report:
             terminalreporter.write_line(line)

@@ -14,11 +14,11 @@ harmless (PROTOCOL.md), and is counted.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
-import statistics
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,26 +41,16 @@ from tests.helpers import (
     program,
     wait_for,
 )
+from tests.integration.power_cut_report import REPORTS, SCENARIOS, Outcome, duplicates, table
 
-SCENARIOS = ("program", "emergency", "settings", "playlog", "migration")
 FINAL = {"done", "failed", "rejected", "duplicate"}
 # Tables an older store did not have: an upgrade creates them (CREATE TABLE IF NOT EXISTS).
 NEWER_TABLES = ("playlog_open", "playlog_pending")
 FLUSH_S = 10  # agent.daemon.PLAYLOG_FLUSH_S: the playlog tick, counted from the agent's start
 # Every wait's limit: generous, as the machine may be busy with much else (no timed assertion).
 SLOW = 90.0
-REPORTS: list[list[str]] = []  # tables printed at the end of the run (tests/conftest.py)
-
-
-@dataclass
-class Outcome:
-    """What the rounds of one scenario showed."""
-
-    rounds: int = 0
-    link_cut: int = 0  # rounds where the broker went away before the kill
-    integrity_failures: int = 0
-    misplaced: int = 0
-    boot_s: list[float] = field(default_factory=list)
+# A file that a long run rewrites after every round with the table so far (make chaos).
+PROGRESS = os.environ.get("TTCS_CHAOS_PROGRESS", "")
 
 
 @dataclass
@@ -302,26 +292,6 @@ def round_(run: Run, index: int, scenario: str) -> None:
         wait_for(lambda: agent_status(run.device)["volume"] == run.volume, SLOW, "the volume")
 
 
-def duplicates(run: Run) -> tuple[int, int, int, int]:
-    """(acks executed twice, acks redelivered, entries twice, entries redelivered)."""
-    acks: dict[tuple[str, str], Counter[bytes]] = defaultdict(Counter)
-    for topic, payload, _ in run.listener.drain():
-        if topic.endswith("/ack"):
-            doc = json.loads(payload)
-            if doc.get("cmd"):
-                acks[(doc["cmd"], doc["status"])][payload] += 1
-    entries: dict[str, Counter[str]] = defaultdict(Counter)
-    for message in run.listener.json_on("/playlog"):
-        for entry in message["entries"]:
-            entries[entry["id"]][json.dumps(entry, sort_keys=True)] += 1
-    return (
-        sum(1 for c in acks.values() if len(c) > 1),
-        sum(sum(c.values()) - len(c) for c in acks.values()),
-        sum(1 for c in entries.values() if len(c) > 1),
-        sum(sum(c.values()) - len(c) for c in entries.values()),
-    )
-
-
 def run_power_cuts(
     broker: Broker, device: Device, key: SigningKey, rounds: int, seed: int
 ) -> dict[str, Any]:
@@ -338,22 +308,25 @@ def run_power_cuts(
     )
     with MediaServer() as media, listener:
         run = Run(broker, device, key, media, listener, rng, AgentProcess(device))
-        start_online(run)
         try:
+            start_online(run)
             first = run.push_program(files=1)
-            listener.wait_ack(first, "done", timeout=30)
+            listener.wait_ack(first, "done", timeout=SLOW)
             for index, scenario in enumerate(order):
                 try:
                     round_(run, index, scenario)
                 except AssertionError as exc:
                     raise AssertionError(f"seed {seed}: {exc}") from exc
+                if PROGRESS:  # a long run shows how far it got, round by round
+                    rows = table(progress(run, index + 1, seed))
+                    Path(PROGRESS).write_text("\n".join(rows) + "\n", encoding="utf-8")
             run.agent.stop()  # a clean stop flushes the play log into the outbox
             note_held(run)
             start_online(run)
             wait_for(lambda: agent_status(device)["outbox"] == 0, SLOW, "an empty outbox")
             run.agent.stop()
         finally:
-            run.agent.stop()
+            run.agent.kill()  # after a failure (a clean stop came first otherwise)
         time.sleep(1.0)  # anything sent twice arrives now
         received_acks = {(a["cmd"], a["status"]) for a in listener.acks() if a.get("cmd")}
         received_entries = {e["id"] for m in listener.json_on("/playlog") for e in m["entries"]}
@@ -362,7 +335,7 @@ def run_power_cuts(
             left = (store.outbox_size(), store.playlog_pending_count(), len(store.open_plays()))
         finally:
             store.close()
-        twice, ack_again, entries_twice, entry_again = duplicates(run)
+        twice, ack_again, entries_twice, entry_again = duplicates(listener)
     figures = {
         "rounds": rounds,
         "seed": seed,
@@ -382,49 +355,20 @@ def run_power_cuts(
     return figures
 
 
-def table(figures: dict[str, Any]) -> list[str]:
-    """The outcomes as Markdown: a row per scenario, then the delivery figures."""
-    lines = [
-        f"power cuts: {figures['rounds']} SIGKILL rounds, seed {figures['seed']}",
-        "| scenario | rounds | broker down first | integrity_check failures "
-        "| half-written files visible | boot to screen p50 s | p95 s | max s | ≤ 1.5 s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    every: list[float] = []
-    outcomes: dict[str, Outcome] = figures["outcomes"]
-    for name in SCENARIOS:
-        o = outcomes.get(name) or Outcome()
-        every += o.boot_s
-        lines.append(_row(name, o, o.boot_s))
-    total = Outcome(
-        rounds=figures["rounds"],
-        link_cut=sum(o.link_cut for o in outcomes.values()),
-        integrity_failures=sum(o.integrity_failures for o in outcomes.values()),
-        misplaced=sum(o.misplaced for o in outcomes.values()),
-    )
-    lines.append(_row("all", total, every))
-    lines += [
-        "",
-        f"held on the device at a kill and checked by id: {figures['acks_noted']} acks, "
-        f"{figures['entries_noted']} playlog entries",
-        f"acks noted on the device and lost: {len(figures['acks_lost'])}; "
-        f"executed twice: {figures['acks_executed_twice']}; "
-        f"redelivered identical: {figures['acks_redelivered']}",
-        f"playlog entries received: {figures['entries']}; noted and lost: "
-        f"{len(figures['entries_lost'])}; two contents under one id: {figures['entries_twice']}; "
-        f"redelivered identical: {figures['entries_redelivered']}",
-        f"left on the device at the end (outbox, pending, open plays): {figures['left_on_device']}",
-    ]
-    return lines
-
-
-def _row(name: str, o: Outcome, boots: list[float]) -> str:
-    head = f"| {name} | {o.rounds} | {o.link_cut} | {o.integrity_failures} | {o.misplaced} "
-    if not boots:
-        return head + "| – | – | – | – |"
-    ordered = sorted(boots)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    within = sum(1 for b in boots if b <= 1.5)
-    return head + (
-        f"| {statistics.median(boots):.2f} | {p95:.2f} | {max(boots):.2f} | {within}/{len(boots)} |"
-    )
+def progress(run: Run, rounds: int, seed: int) -> dict[str, Any]:
+    """The figures after ``rounds`` rounds, before the final delivery checks."""
+    return {
+        "rounds": rounds,
+        "seed": seed,
+        "acks_noted": len(run.noted_acks),
+        "entries_noted": len(run.noted_entries),
+        "acks_lost": "(at the end)",
+        "entries_lost": "(at the end)",
+        "acks_executed_twice": "(at the end)",
+        "acks_redelivered": "(at the end)",
+        "entries_twice": "(at the end)",
+        "entries_redelivered": "(at the end)",
+        "entries": "(at the end)",
+        "left_on_device": "(at the end)",
+        "outcomes": dict(run.outcomes),
+    }

@@ -11,7 +11,8 @@ import pytest
 
 from agent.controlplane import SigningKey
 from tests.helpers import AgentProcess, Broker, Device, agent_errors, provision
-from tests.integration.power_cuts import SCENARIOS, run_power_cuts
+from tests.integration.power_cut_report import SCENARIOS
+from tests.integration.power_cuts import run_power_cuts
 
 ROUNDS = int(os.environ.get("TTCS_CHAOS_ROUNDS", "500"))
 # Room for a few program versions (at most 1.2 MB each): older content is evicted as it goes.
