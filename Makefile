@@ -8,8 +8,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
+# SIGKILL rounds of tests/integration/test_power_cuts.py in `make chaos` (`make test` runs 10).
+CHAOS_ROUNDS ?= 500
+# Inputs over the fuzz targets for `make fuzz` (`make test` runs 2,000).
+FUZZ_INPUTS ?= 100000
+FUZZ_TESTS := tests/unit/test_fuzz.py tests/unit/test_fuzz_verify.py \
+	tests/unit/test_fuzz_documents.py tests/unit/test_fuzz_config.py \
+	tests/unit/test_fuzz_control_socket.py tests/unit/controlplane/test_fuzz_cap.py
 
-.PHONY: help setup test chaos lint bench fleet demo deb clean
+.PHONY: help setup test chaos fuzz lint bench fleet demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -23,8 +30,12 @@ setup: ## install missing Debian packages (apt) and the Python virtualenv .venv
 test: setup ## run the test suite (real Mosquitto, no 'slow' tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-chaos: setup ## the long runs kept out of `make test` (40 SIGKILL rounds during downloads, …)
-	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+chaos: setup ## the long runs kept out of `make test` (CHAOS_ROUNDS=500 power cuts, …); tables
+	TTCS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Each property's time grows with FUZZ_INPUTS: no per-test time limit here.
+fuzz: setup ## fuzz the decoders and parsers with FUZZ_INPUTS inputs (100,000); prints a table
+	TTCS_FUZZ_INPUTS=$(FUZZ_INPUTS) $(PY) -m pytest -q --timeout=0 $(FUZZ_TESTS) $(PYTEST_ARGS)
 
 # All three run even when one fails, so one pass shows every problem.
 lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)

@@ -87,7 +87,7 @@ class ControlServer:
             conn.settimeout(5.0)
             try:
                 answer = self._answer(_read_line(conn))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep JSON
                 answer = {"ok": False, "error": f"bad request: {exc}"}
             try:
                 conn.sendall(json.dumps(answer, ensure_ascii=False).encode("utf-8") + b"\n")

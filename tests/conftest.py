@@ -10,13 +10,27 @@ from pathlib import Path
 import pytest
 
 from controlplane.keys import SigningKey
+from tests import fuzzing
 from tests.helpers import AgentProcess, Broker, Device, HarnessError, provision
+from tests.integration import power_cut_report
 from tests.postgres import SKIP_REASON as POSTGRES_SKIP_REASON
 from tests.postgres import PostgresServer, find_bindir
 
 # Importing pygame or SDL later must never try to open a real display or sound card.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The tables of the fuzz targets (tests/fuzzing.py) and the power cuts, when they ran."""
+    if fuzzing.TALLY:
+        terminalreporter.section("fuzz")
+        for line in fuzzing.table():
+            terminalreporter.write_line(line)
+    for report in power_cut_report.REPORTS:
+        terminalreporter.section("power cuts")
+        for line in report:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

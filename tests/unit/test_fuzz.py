@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import AgentConfig
 from agent.events import Inbound
 from agent.store import Store
+from tests import fuzzing
 from tests.unit.fakes import (
     CMD_TOPIC,
     PROGRAM_TOPIC,
@@ -37,13 +38,10 @@ from tests.unit.fakes import (
     program_body,
 )
 
-FUZZ = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,  # the same examples on every run: a failure is always reproducible
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+# The same examples on every run (derandomized): a failure is always reproducible. Scaled by
+# TTCS_FUZZ_INPUTS like every fuzz target (tests/fuzzing.py).
+FUZZ = fuzzing.fuzz_settings(250)
+DIRECTOR = "director (message handling)"
 SIGNER = Signer()
 GROUP_CMD = TOPICS.grp("q10", "cmd")
 
@@ -219,6 +217,7 @@ def field_mutations(draw: st.DrawFn, resign: bool = False) -> tuple[str, bytes]:
 
 @FUZZ
 @given(payload=st.binary(max_size=600), topic=st.sampled_from(TOPICS_TRIED))
+@fuzzing.target(DIRECTOR)
 def test_arbitrary_bytes_execute_nothing(config: AgentConfig, payload: bytes, topic: str) -> None:
     handle_and_check(config, topic, payload)
 
@@ -233,6 +232,7 @@ def test_arbitrary_bytes_execute_nothing(config: AgentConfig, payload: bytes, to
     ),
     topic=st.sampled_from(TOPICS_TRIED),
 )
+@fuzzing.target(DIRECTOR)
 def test_arbitrary_envelopes_execute_nothing(
     config: AgentConfig, doc: dict[str, Any], topic: str
 ) -> None:
@@ -241,6 +241,7 @@ def test_arbitrary_envelopes_execute_nothing(
 
 @FUZZ
 @given(mutated=byte_mutations())
+@fuzzing.target(DIRECTOR)
 def test_byte_mutations_of_signed_documents_execute_nothing(
     config: AgentConfig, mutated: tuple[str, bytes]
 ) -> None:
@@ -249,6 +250,7 @@ def test_byte_mutations_of_signed_documents_execute_nothing(
 
 @FUZZ
 @given(mutated=field_mutations())
+@fuzzing.target(DIRECTOR)
 def test_field_mutations_of_signed_documents_execute_nothing(
     config: AgentConfig, mutated: tuple[str, bytes]
 ) -> None:
@@ -271,8 +273,9 @@ NEAR_MISSES = [
 ]
 
 
-@settings(FUZZ, max_examples=80)  # each example tries every valid document
+@settings(FUZZ, max_examples=fuzzing.examples(80))  # each example tries every valid document
 @given(topic=st.one_of(st.text(max_size=60), st.sampled_from(NEAR_MISSES)))
+@fuzzing.target(DIRECTOR)
 def test_signed_documents_on_any_other_topic_execute_nothing(
     config: AgentConfig, topic: str
 ) -> None:
@@ -282,6 +285,7 @@ def test_signed_documents_on_any_other_topic_execute_nothing(
 
 @FUZZ
 @given(mutated=field_mutations(resign=True))
+@fuzzing.target(DIRECTOR)
 def test_signed_garbage_never_raises_and_a_rejection_changes_nothing(
     config: AgentConfig, mutated: tuple[str, bytes]
 ) -> None:
