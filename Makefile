@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help setup test chaos lint bench demo deb clean
+.PHONY: help setup test chaos soak lint bench demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -25,6 +25,11 @@ test: setup ## run the test suite (real Mosquitto, no 'slow' tests)
 
 chaos: setup ## the long runs kept out of `make test` (40 SIGKILL rounds during downloads, …)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Prints the flapping link's table and the load soak's memory/fd/thread curve; exit 1 on a
+# broken promise. E.g. SOAK_ARGS="--flap-minutes 5 --load-minutes 5".
+soak: setup ## 30 min behind a flapping 3G-like link, then 1,000 commands with /proc sampled
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 # All three run even when one fails, so one pass shows every problem.
 lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)
