@@ -149,7 +149,7 @@ class Store:
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException as exc:
-                    if self._db.in_transaction:  # a failed COMMIT (SQLITE_FULL) leaves it open
+                    if self._db.in_transaction:  # not when SQLite rolled back by itself
                         self._db.execute("ROLLBACK")
                     if is_disk_full(exc):
                         now = time.time()
