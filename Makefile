@@ -16,7 +16,7 @@ FUZZ_TESTS := tests/unit/test_fuzz.py tests/unit/test_fuzz_verify.py \
 	tests/unit/test_fuzz_documents.py tests/unit/test_fuzz_config.py \
 	tests/unit/test_fuzz_control_socket.py tests/unit/controlplane/test_fuzz_cap.py
 
-.PHONY: help setup test chaos fuzz lint bench fleet demo deb clean
+.PHONY: help setup test chaos fuzz soak lint bench fleet demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -36,6 +36,11 @@ chaos: setup ## the long runs kept out of `make test` (CHAOS_ROUNDS=500 power cu
 # Each property's time grows with FUZZ_INPUTS: no per-test time limit here.
 fuzz: setup ## fuzz the decoders and parsers with FUZZ_INPUTS inputs (100,000); prints a table
 	TTCS_FUZZ_INPUTS=$(FUZZ_INPUTS) $(PY) -m pytest -q --timeout=0 $(FUZZ_TESTS) $(PYTEST_ARGS)
+
+# Prints the flapping link's table and the load soak's memory/fd/thread curve; exit 1 on a
+# broken promise. E.g. SOAK_ARGS="--flap-minutes 5 --load-minutes 5".
+soak: setup ## 30 min behind a flapping 3G-like link, then 1,000 commands with /proc sampled
+	$(PY) scripts/soak.py $(SOAK_ARGS)
 
 # All three run even when one fails, so one pass shows every problem.
 lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)

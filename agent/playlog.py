@@ -22,6 +22,11 @@ truth by at most one tick interval.
 The director's part: ``recover()`` once at boot; ``started``/``ended`` around every play;
 ``tick()`` every few seconds (heartbeat and flush); ``flush()`` at once when ``pending_count()``
 reaches ``FLUSH_AT_PENDING``, and at shutdown.
+
+A full disk stops nothing: a write refused for want of space is kept in memory, in order, and
+done at a later ``tick`` (a power cut meanwhile loses those entries: nothing can be durable on
+a full disk). Once writes succeed again, ``tick`` queues one ``disk_full`` event that says when
+and how often they failed, whichever part of the agent met the full disk.
 """
 
 from __future__ import annotations
@@ -34,8 +39,8 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError
 
-from agent.store import OpenPlay, OutboxMessage, Settings, Store
-from protocol import Channel, Outcome, Playlog, PlaylogEntry, Topics, format_time
+from agent.store import DiskFull, OpenPlay, OutboxMessage, Settings, Store, is_disk_full
+from protocol import Channel, Event, Outcome, Playlog, PlaylogEntry, Topics, format_time
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +90,39 @@ class PlaylogRecorder:
         self.topic = topics.dev(device_id, "playlog")
         self._clock = clock
         self._mine: set[str] = set()  # plays started by this recorder and not ended yet
+        self._plays: dict[str, OpenPlay] = {}  # the same plays, to end one not yet written
+        self._backlog: list[Callable[[], object]] = []  # writes refused for want of space
+        self._full_report: DiskFull | None = None
+        self.event_topic = topics.dev(device_id, "event")
+
+    def _write(self, write: Callable[[], object]) -> bool:
+        """Do ``write`` now (after the backlog), or keep it for later when the disk is full;
+        True when it was done."""
+        self._drain()
+        if not self._backlog:
+            try:
+                write()
+                return True
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                log.warning("playlog: the disk is full; keeping plays in memory until it is not")
+        self._backlog.append(write)
+        return False
+
+    def _drain(self) -> None:
+        while self._backlog:
+            try:
+                self._backlog[0]()
+            except Exception as exc:
+                if not is_disk_full(exc):
+                    raise
+                return
+            self._backlog.pop(0)
+
+    def backlog(self) -> int:
+        """Writes waiting for space on the disk."""
+        return len(self._backlog)
 
     def clock(self) -> datetime:
         """The time plays are recorded at."""
@@ -138,8 +176,10 @@ class PlaylogRecorder:
             _entry_json(play, "completed", at)  # what ``ended`` will write must be valid
         except ValidationError as exc:
             raise ValueError(f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
-        self.store.open_play(play, settings(play.id) if settings is not None else None)
+        values = settings(play.id) if settings is not None else None
+        self._write(lambda: self.store.open_play(play, values))
         self._mine.add(play.id)
+        self._plays[play.id] = play
         return play.id
 
     def ended(
@@ -165,7 +205,16 @@ class PlaylogRecorder:
             # A clock stepped back (NTP) must not make a play end before it started.
             return _entry_json(play, outcome, max(now, play.started_at), extensions)
 
-        written = self.store.end_plays(finish, ids=[token], alive_at=now, settings=settings)
+        written: list[str] = []
+
+        def end() -> None:
+            written.extend(
+                self.store.end_plays(finish, ids=[token], alive_at=now, settings=settings)
+            )
+
+        play = self._plays.pop(token, None)
+        if not self._write(end) and play is not None:
+            written.append(finish(play))  # what will be written once there is space
         self._mine.discard(token)
         if not written:
             log.warning("playlog: play %s ended but is not open (ended already?)", token)
@@ -186,7 +235,7 @@ class PlaylogRecorder:
         and ``settings`` in the same transaction.
         """
         entry_id, text = self.skipped_entry(bulletin_id, channel, ref, reason, extra)
-        self.store.add_playlog_entry(entry_id, text, settings)
+        self._write(lambda: self.store.add_playlog_entry(entry_id, text, settings))
         return PlaylogEntry.model_validate_json(text)
 
     def skipped_entry(
@@ -210,14 +259,42 @@ class PlaylogRecorder:
 
     def heartbeat(self) -> None:
         """Note that the open plays are still playing (``tick`` does it)."""
-        self.store.touch_open_plays(self._now())
+        try:
+            self.store.touch_open_plays(self._now())
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
 
     def tick(self) -> None:
-        """The periodic duty (every few seconds): ``heartbeat``, then ``flush`` until nothing
-        is pending."""
+        """The periodic duty (every few seconds): the writes kept while the disk was full,
+        ``heartbeat``, ``flush`` until nothing is pending, and the ``disk_full`` event."""
+        self._drain()
         self.heartbeat()
         while self.flush() == MAX_ENTRIES:
             pass
+        self._report_disk_full()
+
+    def _report_disk_full(self) -> None:
+        self._full_report = self._full_report or self.store.take_disk_full()
+        over = self._full_report
+        if over is None:
+            return
+        since = format_time(datetime.fromtimestamp(over.since, UTC))
+        detail = (
+            f"writes failed for want of space from {since} for {over.until - over.since:.0f} s "
+            f"({over.failures} times); nothing was lost, the writes were done later"
+        )
+        event = Event(at=self._now(), severity="error", code="disk_full", detail=detail)
+        try:
+            self.store.enqueue("event", self.event_topic, event.payload(), 1, self._now_s())
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            return  # full again: reported when that is over
+        self._full_report = None
+
+    def _now_s(self) -> float:
+        return self._clock().timestamp()
 
     def pending_count(self) -> int:
         """Finished entries not yet moved to the outbox."""
@@ -234,7 +311,12 @@ class PlaylogRecorder:
         """
         if max_entries < 1:
             raise ValueError("max_entries: must be at least 1")
-        return self.store.flush_playlog(max_entries, self._message, now=self._clock().timestamp())
+        try:
+            return self.store.flush_playlog(max_entries, self._message, now=self._now_s())
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            return 0  # the entries stay pending
 
     def _message(self, raw: list[str]) -> OutboxMessage | None:
         entries: list[PlaylogEntry] = []

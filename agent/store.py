@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -102,6 +103,22 @@ class OutboxItem:
     qos: int
 
 
+@dataclass(frozen=True)
+class DiskFull:
+    """A time when writes failed for want of space (wall-clock seconds), now over."""
+
+    since: float
+    until: float
+    failures: int
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full: SQLite's SQLITE_FULL or ENOSPC."""
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL
+    return isinstance(exc, OSError) and exc.errno in (28, 122)  # ENOSPC, EDQUOT
+
+
 class Store:
     """SQLite-backed state. One connection, guarded by a lock; callers may be any thread."""
 
@@ -113,6 +130,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # Writes refused for want of space: (first failure, last failure, count) while they
+        # fail; once one succeeds again, the episode waits for ``take_disk_full``.
+        self._full: tuple[float, float, int] | None = None
+        self._full_over: DiskFull | None = None
         with self._lock:
             self._db.executescript(SCHEMA)
 
@@ -126,13 +147,28 @@ class Store:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
+                    self._db.execute("COMMIT")
+                except BaseException as exc:
+                    if self._db.in_transaction:  # not when SQLite rolled back by itself
+                        self._db.execute("ROLLBACK")
+                    if is_disk_full(exc):
+                        now = time.time()
+                        first, _, count = self._full or (now, now, 0)
+                        self._full = (first, now, count + 1)
                     raise
-                self._db.execute("COMMIT")
+                if self._full is not None:
+                    first, last, count = self._full
+                    self._full, self._full_over = None, DiskFull(first, last, count)
             finally:
                 if not durable:
                     self._db.execute("PRAGMA synchronous=FULL")
+
+    def take_disk_full(self) -> DiskFull | None:
+        """The last time writes failed for want of space, once they succeed again; None when
+        there is none (or it was taken already)."""
+        with self._lock:
+            over, self._full_over = self._full_over, None
+            return over
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

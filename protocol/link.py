@@ -296,15 +296,30 @@ class MqttLink:
         finally:
             with self._ack_lock:
                 self._handshaking = False
+        tick = min(1.0, self.settings.keepalive_s / 40)
         while not self._stopping.is_set():
-            if self._client.loop(timeout=1.0) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            if self._client.loop(timeout=tick) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+            if self._ping_overdue(self.settings.keepalive_s / 2 - 2 * tick):
+                # paho waits a whole keepalive for the PINGRESP (2x keepalive in all); a
+                # half-open link (3G gone, no FIN) is given up at 1.5x, as brokers do.
+                log.warning("no answer to the keepalive ping: the connection is half-open")
+                with contextlib.suppress(OSError, AttributeError):
+                    self._client.socket().shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
         # Let the DISCONNECT that stop() queues go out; once written, paho closes the socket and
         # loop() stops returning success.
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if self._client.loop(timeout=0.1) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+
+    def _ping_overdue(self, limit_s: float) -> bool:
+        """Whether a PINGREQ has waited ``limit_s`` for its answer (paho's own bookkeeping:
+        ``_ping_t`` is its monotonic time of the unanswered ping, 0 when none)."""
+        ping_t = getattr(self._client, "_ping_t", 0)
+        return (
+            isinstance(ping_t, int | float) and ping_t > 0 and time.monotonic() - ping_t >= limit_s
+        )
 
     # ------------------------------------------------------------------ callbacks
 
