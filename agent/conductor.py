@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from agent.cache import ContentCache
 from agent.cache_fill import ContentJob, ContentResult, Jobs
 from agent.intake import ProgramIntake
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Seen
 from agent.playlog import FLUSH_AT_PENDING, PlaylogRecorder
 from agent.programs import Ranks, bulletin_media
 from agent.stage import (
@@ -47,7 +47,6 @@ from protocol import (
 
 log = logging.getLogger(__name__)
 RETRY_RECONCILE = timedelta(seconds=5)
-Seen = tuple[str, float]
 
 
 class Conductor:

@@ -38,7 +38,7 @@ from agent.events import (
 )
 from agent.local_requests import answer
 from agent.logs import tail
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Seen
 from agent.playback import Playback
 from agent.store import Store
 from agent.verify import Accepted, Rejection, Verifier
@@ -74,7 +74,6 @@ PLAYBACK_CAPABILITIES = (
     "stream.start",
     "stream.stop",
 )
-Seen = tuple[str, float]
 
 
 class LinkPort(Publisher, Protocol):

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from agent.cache import ContentCache
 from agent.cache_fill import ContentJob, ContentResult, Jobs
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Seen
 from agent.programs import Merged, Program, Ranks, media_of, merge, parse
 from agent.store import ProgramRow, Store
 from protocol import Ack, Envelope, ProgramBody, Status
@@ -24,7 +24,6 @@ TRANSIENT = {"download_failed", "cache_full"}  # worth another try; a bad hash o
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_MAX = timedelta(minutes=30)
 GIVE_UP_AFTER = timedelta(hours=6)
-Seen = tuple[str, float]
 
 
 class ProgramIntake:

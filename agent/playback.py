@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.cache_fill import ContentResult
-from agent.outbox import Outbox
+from agent.outbox import Outbox, Seen
 from agent.stage import VOLUME_SETTING, saved_volume
 from agent.store import Store
 from player.base import PlayEnded, PlayStarted
 from protocol import Ack, CacheUsage, Envelope, NowPlaying, PowerState, Status, VolumeSetBody
-
-Seen = tuple[str, float]
 
 
 class Playback(Protocol):
