@@ -85,7 +85,7 @@ def publish_and_follow(
         if leaf == "program" and not args.wait:
             return 0
         others: list[tuple[str, bytes]] = []
-        expect = args.expect if getattr(args, "expect", None) is not None else None
+        expect: int | None = getattr(args, "expect", None)
         as_json = getattr(args, "json", False)
         status = await_acks(session, fans, args.wait, expect, others, as_json, quiet)
         if not synchronized:
