@@ -34,6 +34,11 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    if args.to and args.target and args.to != args.target:
+        raise ControlError(f"two targets: {args.target} and --to {args.to}")
+    args.target = args.to or args.target
+    if not args.target:
+        raise ControlError("no target: give dev:DEVICE or grp:GROUP, or --to")
     key = SigningKey.load(args.key)
     try:
         body = _body(args)
