@@ -74,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "send", parents=[conn, signer, fan], help="send a signed command, follow the acks"
     )
-    p.add_argument("target", help="dev:DEVICE or grp:GROUP")
+    p.add_argument("target", nargs="?", help="dev:DEVICE or grp:GROUP (or --to)")
     p.add_argument("type", choices=COMMAND_TYPES)
+    p.add_argument("--to", help="the target, as for program push and emergency")
     p.add_argument("--body", help="the body as JSON (default {})")
     p.add_argument("--body-file", help="read the body from a JSON file")
     p.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")

@@ -34,6 +34,11 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    if args.to and args.target and args.to != args.target:
+        raise ControlError(f"two targets: {args.target} and --to {args.to}")
+    args.target = args.to or args.target
+    if not args.target:
+        raise ControlError("no target: give dev:DEVICE or grp:GROUP, or --to")
     key = SigningKey.load(args.key)
     try:
         body = _body(args)
@@ -85,7 +90,7 @@ def publish_and_follow(
         if leaf == "program" and not args.wait:
             return 0
         others: list[tuple[str, bytes]] = []
-        expect = args.expect if getattr(args, "expect", None) is not None else None
+        expect: int | None = getattr(args, "expect", None)
         as_json = getattr(args, "json", False)
         status = await_acks(session, fans, args.wait, expect, others, as_json, quiet)
         if not synchronized:

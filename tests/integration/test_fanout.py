@@ -42,11 +42,13 @@ def test_group_send_and_emergency_show_who_answered_and_who_did_not(
     ]
     agents = [AgentProcess(d).start(wait_online=True) for d in devices]
     try:
-        with Listener(broker, [f"{PREFIX}/dev/+/state"]) as listener:
+        with Listener(broker, [f"{PREFIX}/dev/{SILENT}/+"]) as listener:
             state = {"v": 1, "online": True, "device": SILENT, "groups": ["q10-p14", "q10"]}
             status = {"v": 1, "at": "2026-12-01T08:00:00Z", "uptime_s": 5, "volume": 70}
             listener.publish(f"{PREFIX}/dev/{SILENT}/state", json.dumps(state).encode(), True)
             listener.publish(f"{PREFIX}/dev/{SILENT}/status", json.dumps(status).encode(), True)
+            # Both are on the broker once they come back (the listener leaves before a PUBACK).
+            wait_for(lambda: len(listener.drain()) == 2, 10, "the silent device's messages")
         common = ("--broker", broker.url, "--key", str(keyfile))
 
         sent = control_cli("send", "grp:q10", "ping", "--wait", "4", *common)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from controlplane.cli import _parser, main
 from controlplane.errors import ControlError
 from controlplane.follow import SyncFollow
 from controlplane.keys import SigningKey, make_document
@@ -86,3 +87,27 @@ def test_the_synchronized_call_table_is_in_sync_when_every_device_was() -> None:
     follow.take("ttcs/v1/dev/loa-01/playlog", json.dumps({"entries": [entry]}).encode())
     assert follow.complete()
     assert follow.table()[1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["send", "grp:q10", "ping"],
+        ["send", "ping", "--to", "grp:q10"],
+        ["send", "--to", "grp:q10", "ping"],
+    ],
+)
+def test_send_takes_its_target_before_the_type_or_as_to(argv: list[str]) -> None:
+    args = _parser().parse_args(argv)
+    assert (args.to or args.target, args.type) == ("grp:q10", "ping")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [(["send", "ping"], "no target"), (["send", "grp:a", "ping", "--to", "grp:b"], "two targets")],
+)
+def test_send_without_one_target_is_refused(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert fragment in capsys.readouterr().err
