@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the tests, as ``tests.helpers.Broker`` is a real Mosquitto.
+"""A real PostgreSQL server for the tests, as ``harness.Broker`` is a real Mosquitto.
 
 ``PostgresServer`` runs Debian's ``postgres`` binaries (package ``postgresql``; ``initdb`` is
 not on PATH there, it lives in ``/usr/lib/postgresql/VERSION/bin``) on a cluster of its own:
@@ -22,13 +22,14 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import IO
+
+from harness import free_port
 
 SKIP_REASON = (
     "PostgreSQL server binaries (initdb, postgres) not found: `apt-get install postgresql` "
@@ -53,18 +54,12 @@ def find_bindir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresServer:
     """A throw-away PostgreSQL cluster and server (see the module docstring)."""
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.port = _free_port()
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="ttcs-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
