@@ -2,7 +2,8 @@
 
 ``TTCS_FUZZ_INPUTS`` is the number of inputs over the new fuzz targets (default 2,000, the
 size ``make test`` runs; ``make fuzz`` sets 100,000). Each property takes its share of it
-(``examples``); the director's older properties scale by the same factor. The tally is
+(``examples``: the new targets' bases add up to 2,000); the director's older properties
+scale by the same factor. The tally is
 printed at the end of the run (``tests/conftest.py``) as one row per target.
 """
 

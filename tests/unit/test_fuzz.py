@@ -316,3 +316,14 @@ def test_the_valid_documents_are_executed(config: AgentConfig) -> None:
             first, *_ = rig.acks()
             assert first["status"] in {"done", "accepted", "failed"}
             rig.store.close()
+
+
+def test_the_director_memory_stays_bounded(config: AgentConfig) -> None:
+    """Without Hypothesis (whose own record of its inputs grows within a property), a
+    thousand messages through fresh directors leave the resident set where it was."""
+    payloads = [json.dumps({"v": 1, "id": f"fuzz-mem-{n:06d}"}).encode() for n in range(1000)]
+    handle_and_check(config, CMD_TOPIC, payloads[0])  # the first use's imports and caches
+    start = fuzzing.rss_bytes()
+    for payload in payloads:
+        handle_and_check(config, CMD_TOPIC, payload)
+    assert fuzzing.rss_bytes() - start < 16 * 1024 * 1024

@@ -184,14 +184,14 @@ def load_and_check(folder: Path, raw: bytes) -> None:
 FOLDER = Path(tempfile.mkdtemp(prefix="ttcs-fuzz-config-"))
 
 
-@fuzzing.fuzz_settings(300)
+@fuzzing.fuzz_settings(240)
 @given(raw=mutated_files())
 @fuzzing.target(NAME)
 def test_config_mutations(raw: bytes) -> None:
     load_and_check(FOLDER, raw)
 
 
-@fuzzing.fuzz_settings(50)
+@fuzzing.fuzz_settings(40)
 @given(raw=st.binary(max_size=300))
 @fuzzing.target(NAME)
 def test_config_arbitrary_bytes(raw: bytes) -> None:

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.config import AgentConfig
-from agent.control_socket import ControlServer
+from agent.control_socket import MAX_REQUEST_BYTES, ControlServer
 from agent.store import Store
 from tests import fuzzing
 from tests.unit.fakes import agent_config, canonical, make_rig
@@ -74,7 +74,13 @@ def request_and_check(config: AgentConfig, raw: bytes) -> None:
             sender.start()
             server._handle(end)  # closes its end
             sender.join(10)
-            reply = b"".join(iter(lambda: client.recv(65536), b""))
+            try:
+                reply = b"".join(iter(lambda: client.recv(65536), b""))
+            except ConnectionResetError:
+                # Past its limit the server answers and closes with the rest unread, which
+                # resets the connection: the client may lose the answer, never the agent.
+                assert len(raw.split(b"\n", 1)[0]) > MAX_REQUEST_BYTES, raw[:300]
+                return
         line, newline, rest = reply.partition(b"\n")
         assert newline and rest == b"", reply[:300]
         answer = json.loads(line)
@@ -134,21 +140,21 @@ def requests(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", "surrogatepass") + draw(st.sampled_from([b"\n", b"", b"\n\n{"]))
 
 
-@fuzzing.fuzz_settings(300)
+@fuzzing.fuzz_settings(250)
 @given(raw=requests())
 @fuzzing.target(NAME, catch_all=True)
 def test_control_requests(config: AgentConfig, raw: bytes) -> None:
     request_and_check(config, raw)
 
 
-@fuzzing.fuzz_settings(50)
+@fuzzing.fuzz_settings(40)
 @given(raw=st.binary(max_size=300))
 @fuzzing.target(NAME, catch_all=True)
 def test_control_arbitrary_bytes(config: AgentConfig, raw: bytes) -> None:
     request_and_check(config, raw)
 
 
-@fuzzing.fuzz_settings(20)
+@fuzzing.fuzz_settings(10)
 @given(depth=st.integers(min_value=1, max_value=200_000), opener=st.sampled_from("[{"))
 @fuzzing.target(NAME, catch_all=True)
 def test_control_deep_nesting(config: AgentConfig, depth: int, opener: str) -> None:

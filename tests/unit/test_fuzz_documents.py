@@ -108,14 +108,14 @@ def validate_and_check(model: type[BaseModel], kind: str | None, data: Any) -> N
     assert model.model_validate(parsed.model_dump()) == parsed
 
 
-@fuzzing.fuzz_settings(250)
+@fuzzing.fuzz_settings(200)
 @given(data=st.sampled_from(BULLETINS).flatmap(mutated))
 @fuzzing.target(NAME)
 def test_bulletin_mutations(data: Any) -> None:
     validate_and_check(Bulletin, None, data)
 
 
-@fuzzing.fuzz_settings(250)
+@fuzzing.fuzz_settings(200)
 @given(case=st.sampled_from(BODIES).flatmap(lambda c: st.tuples(st.just(c[0]), mutated(c[1]))))
 @fuzzing.target(NAME)
 def test_body_mutations(case: tuple[str, Any]) -> None:
@@ -123,7 +123,7 @@ def test_body_mutations(case: tuple[str, Any]) -> None:
     validate_and_check(BODY_MODELS[kind], kind, data)
 
 
-@fuzzing.fuzz_settings(100)
+@fuzzing.fuzz_settings(80)
 @given(kind=st.sampled_from([k for k, _ in BODIES]), data=json_values)
 @fuzzing.target(NAME)
 def test_bodies_of_arbitrary_json(kind: str, data: Any) -> None:

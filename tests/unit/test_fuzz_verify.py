@@ -67,35 +67,35 @@ def verify_and_check(topic: str, payload: bytes, resigned: bool = False) -> None
     assert result.topic == topic and result.envelope.id == doc["id"]
 
 
-@fuzzing.fuzz_settings(150)
+@fuzzing.fuzz_settings(120)
 @given(payload=st.binary(max_size=600), topic=st.sampled_from(TOPICS_TRIED))
 @fuzzing.target(NAME)
 def test_verify_arbitrary_bytes(payload: bytes, topic: str) -> None:
     verify_and_check(topic, payload)
 
 
-@fuzzing.fuzz_settings(150)
+@fuzzing.fuzz_settings(120)
 @given(value=json_values, topic=st.sampled_from(TOPICS_TRIED))
 @fuzzing.target(NAME)
 def test_verify_arbitrary_json(value: Any, topic: str) -> None:
     verify_and_check(topic, json.dumps(value).encode("utf-8", "surrogatepass"))
 
 
-@fuzzing.fuzz_settings(200)
+@fuzzing.fuzz_settings(160)
 @given(mutated=byte_mutations())
 @fuzzing.target(NAME)
 def test_verify_byte_mutations(mutated: tuple[str, bytes]) -> None:
     verify_and_check(*mutated)
 
 
-@fuzzing.fuzz_settings(200)
+@fuzzing.fuzz_settings(160)
 @given(mutated=field_mutations(resign=True))
 @fuzzing.target(NAME)
 def test_verify_signed_field_mutations(mutated: tuple[str, bytes]) -> None:
     verify_and_check(*mutated, resigned=True)
 
 
-@fuzzing.fuzz_settings(50)
+@fuzzing.fuzz_settings(40)
 @given(depth=st.integers(min_value=1, max_value=3000), opener=st.sampled_from("[{"))
 @fuzzing.target(NAME)
 def test_verify_deep_nesting(depth: int, opener: str) -> None:

@@ -178,21 +178,21 @@ def parse_and_check(data: bytes) -> None:
     assert alert_problems(alert, data) == [], (alert_problems(alert, data), data[:500])
 
 
-@fuzzing.fuzz_settings(250)
+@fuzzing.fuzz_settings(200)
 @given(data=tree_mutations())
 @fuzzing.target(NAME)
 def test_cap_tree_mutations(data: bytes) -> None:
     parse_and_check(data)
 
 
-@fuzzing.fuzz_settings(100)
+@fuzzing.fuzz_settings(80)
 @given(data=byte_mutations())
 @fuzzing.target(NAME)
 def test_cap_byte_mutations(data: bytes) -> None:
     parse_and_check(data)
 
 
-@fuzzing.fuzz_settings(50)
+@fuzzing.fuzz_settings(60)
 @given(data=st.binary(max_size=400))
 @fuzzing.target(NAME)
 def test_cap_arbitrary_bytes(data: bytes) -> None:
