@@ -23,7 +23,7 @@ from agent.cache import ContentCache, open_cache
 from agent.cache_fill import CacheFiller
 from agent.conductor import Conductor
 from agent.config import AgentConfig
-from agent.daemon import PLAYLOG_FLUSH_S, link_settings, speaker_policy
+from agent.daemon import PLAYLOG_FLUSH_S, Wakeup, link_settings, speaker_policy
 from agent.director import Director
 from agent.logs import Redactor
 from agent.playlog import PlaylogRecorder
@@ -150,6 +150,11 @@ def build_device(config: AgentConfig, make_wake: WakeFactory) -> SimDevice:
     director.every(60, conductor.reconcile)
     director.every(10, director.report_suppressed)
     return SimDevice(config, store, director, conductor, fetcher, wake, link, settings.will)
+
+
+def daemon_wakeup(post: Callable[[str, Any], None]) -> WakeHandle:
+    """The daemon's own wake-up: an APScheduler scheduler (and its thread) per device."""
+    return Wakeup(post)
 
 
 class _ToDirector(LinkHandler):
