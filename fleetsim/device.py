@@ -21,7 +21,7 @@ from agent.cache import open_cache
 from agent.cache_fill import CacheFiller
 from agent.conductor import Conductor
 from agent.config import AgentConfig
-from agent.daemon import PLAYLOG_FLUSH_S, ToInbox, build_conductor, link_settings
+from agent.daemon import PLAYLOG_FLUSH_S, ToInbox, Wakeup, build_conductor, link_settings
 from agent.director import Director
 from agent.events import Event, Inbox, Stop
 from agent.logs import Redactor
@@ -124,6 +124,11 @@ def build_device(config: AgentConfig, make_wake: WakeFactory) -> SimDevice:
     director.every(60, conductor.reconcile)
     director.every(10, director.report_suppressed)
     return SimDevice(config, store, director, conductor, fetcher, wake, link, settings.will)
+
+
+def daemon_wakeup(post: Callable[[Event], None]) -> WakeHandle:
+    """The daemon's own wake-up: an APScheduler scheduler (and its thread) per device."""
+    return Wakeup(post)
 
 
 def _utcnow() -> datetime:

@@ -21,9 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from agent.config import load_config
-from agent.daemon import Wakeup
 from agent.events import Stop
-from fleetsim.device import SimDevice, WakeFactory, build_device
+from fleetsim.device import SimDevice, WakeFactory, build_device, daemon_wakeup
 from fleetsim.provision import device_id
 from fleetsim.wakeups import SharedWakeups
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
     )
     shared = SharedWakeups()
-    make_wake: WakeFactory = shared.for_device if args.wakeups == "shared" else Wakeup
+    make_wake: WakeFactory = shared.for_device if args.wakeups == "shared" else daemon_wakeup
     started = time.monotonic()
     devices = []
     for index in range(args.first, args.first + args.count):
