@@ -13,15 +13,21 @@ other ``Fleet`` (a fleet simulator, a test's) can stand in.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from controlplane.errors import ControlError
 from controlplane.keys import SigningKey, make_document
+from controlplane.session import Session
 from protocol import Topics
+from protocol.release import ReleaseError, read_manifest
 
 # confirming: acked done, waiting for the birth message that names the new version.
 State = Literal["waiting", "sent", "accepted", "confirming", "done", "failed", "timeout", "skipped"]
@@ -272,3 +278,78 @@ class SessionFleet:
 def devices_of(fleet: SessionFleet, targets: Iterable[str]) -> list[str]:
     """Every device of ``targets`` once."""
     return sorted({d for target in targets for d in fleet.members(target)})
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def percent(text: str) -> int:
+    """``"10%"`` or ``"10"`` -> 10 (1 to 100)."""
+    value = int(text.removesuffix("%"))
+    if not 0 <= value <= 100:
+        raise ValueError(f"{text}: 0 to 100 %")
+    return value
+
+
+def canary_share(text: str) -> int:
+    """A canary share: 1 to 100 % (there is always a canary)."""
+    value = percent(text)
+    if value < 1:
+        raise ValueError(f"{text}: at least 1 %")
+    return value
+
+
+def duration_s(text: str) -> int:
+    """``"90"``, ``"90s"``, ``"10m"``, ``"1h"`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    unit = text[-1] if text and text[-1] in units else "s"
+    return int(text.removesuffix(unit)) * units[unit]
+
+
+def cmd_update_push(args: argparse.Namespace) -> int:
+    """``ttcs-control update push ARTIFACT --url URL --to grp:q10 --canary 10% …``."""
+    key = SigningKey.load(args.key)
+    try:
+        manifest = read_manifest(args.artifact)
+        data = args.artifact.read_bytes()
+    except (ReleaseError, OSError) as exc:
+        raise ControlError(f"{args.artifact}: {exc}") from None
+    release = ReleaseRef(
+        str(manifest.get("version")), args.url, hashlib.sha256(data).hexdigest(), len(data)
+    )
+    topics = Topics(args.prefix)
+
+    def progress(run: DeviceRun) -> None:
+        print(f"{run.device}: {run.state} {run.reason or ''}".rstrip(), flush=True)
+
+    with Session(args, SessionFleet.subscriptions(topics)) as session:
+        fleet = SessionFleet(session, key, topics, ttl_s=args.ttl)
+        devices = devices_of(fleet, args.to)
+        if not devices:
+            raise ControlError(f"no device of {', '.join(args.to)} has a retained state")
+        report = rollout(
+            fleet,
+            devices,
+            release,
+            canary_pct=args.canary,
+            wait_healthy_s=args.wait_healthy,
+            max_failure_pct=args.max_failure,
+            progress=progress,
+        )
+    print(report.table())
+    return 0 if report.count("done") == len(report.runs) else 4
+
+
+def add_update_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """``update push`` for the operators' command line (controlplane/cli.py)."""
+    p = sub.add_parser("update", help="update the agent on devices, canary first")
+    usub = p.add_subparsers(dest="update_command", required=True, metavar="ACTION")
+    p = usub.add_parser("push", parents=parents, help="a staged rollout of a signed release")
+    p.add_argument("artifact", type=Path, help="the release artifact (ttcs-release build)")
+    p.add_argument("--url", required=True, help="where the devices download it (http/https)")
+    p.add_argument("--to", action="append", required=True, help="dev:ID or grp:GROUP, repeatable")
+    p.add_argument("--canary", type=canary_share, default=10, help="share of the first wave (10%%)")
+    p.add_argument("--wait-healthy", type=duration_s, default=600, help="per wave (10m)")
+    p.add_argument("--max-failure", type=percent, default=10, help="stop above this (10%%)")
+    p.add_argument("--ttl", type=int, default=3600, help="the command's lifetime in seconds")
+    p.set_defaults(func=cmd_update_push)

@@ -6,17 +6,14 @@ release key and a version below the floor are refused with nothing changed."""
 
 from __future__ import annotations
 
-from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controlplane.cli import main as control_main
 from controlplane.keys import SigningKey
-from controlplane.rollout import ReleaseRef, SessionFleet, rollout
-from controlplane.session import Session
-from protocol import Topics
-from tests.helpers import PREFIX, Broker, Device, Listener, MediaServer, sha256_hex
+from tests.helpers import PREFIX, Broker, Device, Listener, MediaServer
 from tests.update_rig import (
     A,
     B,
@@ -87,6 +84,8 @@ def media() -> Iterator[MediaServer]:
 
 
 def test_update_a_to_b(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
     broker: Broker,
     running: Supervisor,
     device: Device,
@@ -95,23 +94,22 @@ def test_update_a_to_b(
     media: MediaServer,
     signing_key: SigningKey,
 ) -> None:
-    # Through the control plane's staged rollout (one device: the canary is all of it).
+    # Through the operators' command line: a staged rollout to the group (one device, so the
+    # canary is all of it).
     artifact = releases.artifact(B)
-    data = artifact.read_bytes()
-    ref = ReleaseRef(B, media.add("releases/b.release", data), sha256_hex(data), len(data))
-    args = Namespace(
-        broker=broker.url, ca_file=None, cert_file=None, key_file=None, username=None,
-        prefix=PREFIX,
-    )  # fmt: skip
-    topics = Topics(PREFIX)
-    with Session(args, SessionFleet.subscriptions(topics)) as session:
-        fleet = SessionFleet(session, signing_key, topics)
-        assert fleet.members("grp:q10") == [DEV]
-        report = rollout(fleet, [DEV], ref, canary_pct=100, wait_healthy_s=120)
-    [run] = report.runs
-    assert (run.state, run.version, report.stopped) == ("done", B, None), report.table()
-    assert listener.wait_ack(str(run.cmd), "accepted")["detail"] == f"fetching {B}"
-    assert listener.wait_ack(str(run.cmd), "done")["detail"] == f"{A} -> {B}"
+    url = media.add("releases/b.release", artifact.read_bytes())
+    key_file = tmp_path / "control.key"
+    signing_key.save(key_file)
+    argv = ["update", "push", str(artifact), "--url", url, "--to", "grp:q10", "--canary", "10%",
+            "--wait-healthy", "2m", "--broker", broker.url, "--prefix", PREFIX,
+            "--key", str(key_file)]  # fmt: skip
+    assert control_main(argv) == 0
+    table = capsys.readouterr().out
+    assert f"{DEV}: done" in table
+    assert f"{B}: 1 done, 0 failed, 0 timed out, 0 skipped" in table
+    [cmd] = [a["cmd"] for a in listener.acks() if a["status"] == "accepted"]
+    assert listener.wait_ack(cmd, "accepted")["detail"] == f"fetching {B}"
+    assert listener.wait_ack(cmd, "done")["detail"] == f"{A} -> {B}"
     assert wait_settled(device, releases.slots) == B
     assert releases.slots.current() == B
     assert last_state_version(listener, DEV) == B

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from controlplane.rollout import DeviceRun, ReleaseRef, plan_waves, rollout
+from controlplane.rollout import (
+    DeviceRun,
+    ReleaseRef,
+    canary_share,
+    duration_s,
+    percent,
+    plan_waves,
+    rollout,
+)
 
 RELEASE = ReleaseRef("1.1.0", "https://releases.example/1.1.0.release", "a" * 64, 1000)
 
@@ -120,3 +128,16 @@ def test_a_silent_device_times_out() -> None:
     assert report.runs[0].state == "timeout"
     assert fleet.clock.now >= 600
     assert report.stopped is not None and report.count("skipped") == 2
+
+
+def test_command_line_shares_and_durations() -> None:
+    assert (percent("10%"), percent("100"), percent("0%")) == (10, 100, 0)
+    assert (duration_s("90"), duration_s("90s"), duration_s("10m"), duration_s("1h")) == (
+        90, 90, 600, 3600,
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        percent("150%")
+    with pytest.raises(ValueError):
+        canary_share("0%")
+    with pytest.raises(ValueError):
+        duration_s("ten minutes")
