@@ -327,6 +327,7 @@ class Updater:
         if self._trial_until is not None:
             self._trial(ports, record)
         elif record.phase == "staging":
+            log.warning("agent.update %s interrupted (the agent stopped during it)", record.cmd)
             ports.ack(record.cmd, Status.FAILED, "interrupted", "the agent stopped during it")
             self.journal.clear()
         elif record.phase == "rolled_back":
