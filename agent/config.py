@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import difflib
 import os
+import re
 import shutil
 import tomllib
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic import (
 
 from protocol import IDENT_RE, Level
 from protocol.broker import MqttConfig
+from protocol.documents import RELEASE_VERSION_RE
 
 DEFAULT_CONFIG_PATH = Path("/etc/ttcs-agent/agent.toml")
 
@@ -201,6 +203,34 @@ class CacheConfig(_Section):
     fetch_jitter_s: StrictInt = Field(default=0, ge=0, le=3600)
 
 
+def _release_version(value: str) -> str:
+    if not re.match(RELEASE_VERSION_RE, value):
+        raise ValueError(f"{value!r} is not a release version (1 to 4 numbers: '0.2.0')")
+    return value
+
+
+class UpdateConfig(_Section):
+    """``agent.update``: who may sign releases, the oldest version allowed, the health proof."""
+
+    # Release signing keys, kid -> base64 raw Ed25519 public key. Distinct from [trust] keys:
+    # a command key alone must not be able to install code. Empty: agent.update is refused.
+    release_keys: dict[str, Annotated[str, AfterValidator(_public_key)]] = Field(
+        default_factory=dict
+    )
+    # No release older than this is installed, whoever signed it (a vulnerable old version).
+    min_version: Annotated[str, AfterValidator(_release_version)] | None = None
+    # Where the release slots are: ROOT/releases/VERSION and ROOT/current.
+    root: Path = Path("/opt/ttcs-agent")
+    # The new version has this long, from its first start, to prove itself healthy.
+    health_timeout_s: StrictInt = Field(default=300, ge=5, le=86_400)
+    # Starts of the new version (crashes, power cuts) before the previous one is restored.
+    max_starts: StrictInt = Field(default=3, ge=1, le=20)
+    # Free space the releases' file system must keep after unpacking (a body's min_free_mb wins).
+    min_free_mb: StrictInt = Field(default=200, ge=0, le=1024**2)
+    # Slots kept besides the current one (the previous, to return to); older ones are removed.
+    keep_previous: StrictInt = Field(default=1, ge=1, le=10)
+
+
 class LogConfig(_Section):
     """Logging."""
 
@@ -223,6 +253,16 @@ class AgentConfig(_Section):
     tts: TtsConfig = TtsConfig()
     cache: CacheConfig = CacheConfig()
     log: LogConfig = LogConfig()
+    update: UpdateConfig = UpdateConfig()
+
+    @model_validator(mode="after")
+    def _check_release_keys(self) -> AgentConfig:
+        shared = set(self.update.release_keys.values()) & set(self.trust.keys.values())
+        if shared:
+            raise ValueError(
+                "update.release_keys: a release key must not also be a [trust] command key"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_groups(self) -> AgentConfig:

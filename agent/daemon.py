@@ -48,6 +48,7 @@ from agent.stage import Stage
 from agent.store import Store
 from agent.systemd import Notifier
 from agent.turns import Policy
+from agent.update import UpdatePorts, Updater, health_problem
 from agent.verify import Verifier
 from player.base import PlayEnded, PlayStarted
 from protocol import DeviceState, Topics, format_time
@@ -138,6 +139,9 @@ def run(config: AgentConfig, config_path: Path) -> int:
     )
     config.paths.state_dir.mkdir(parents=True, exist_ok=True)
     config.paths.cache_dir.mkdir(parents=True, exist_ok=True)
+    # agent.update (agent/update.py): an update under way may exec the new release here.
+    updater = Updater(config, config_path, redactor)
+    updater.on_boot()
     store = Store(config.paths.state_dir / "agent.db")
     topics = Topics(config.mqtt.topic_prefix)
     verifier = Verifier(
@@ -159,6 +163,18 @@ def run(config: AgentConfig, config_path: Path) -> int:
     link = MqttLink(settings, ToInbox(inbox))
     director.attach(link, lambda: link.reconnects)
     control = ControlServer(config.paths.socket_path, inbox.post)
+    # agent.update (agent/update.py): the command, and its health check and final ack.
+    updater.attach(
+        UpdatePorts(
+            ack=outbox.ack,
+            cache=fetcher.cache,
+            unhealthy=lambda: health_problem(link, conductor.stage),
+            publish_status=director.publish_status,
+            restart=lambda: inbox.post(Stop()),
+        )
+    )
+    director.updater = updater
+    director.every(0.5, updater.tick)
     notifier = Notifier()
     stop_requested = threading.Event()
 

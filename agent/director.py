@@ -41,6 +41,7 @@ from agent.logs import tail
 from agent.outbox import Outbox, Seen
 from agent.playback import Playback
 from agent.store import Store
+from agent.update import Updater
 from agent.verify import Accepted, Rejection, Verifier
 from player.base import PlayEnded, PlayStarted
 from protocol import (
@@ -63,7 +64,7 @@ PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (ch
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
 NEWLINE = b"\n"
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
-CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
+CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart", "agent.update")
 PLAYBACK_CAPABILITIES = (
     "program",
     "play.now",
@@ -136,6 +137,7 @@ class Director:
         self.exit_reason: str | None = None
         self._reported: object = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
+        self.updater: Updater | None = None  # agent.update (agent/update.py), set by the daemon
 
     # ------------------------------------------------------------------ wiring
 
@@ -323,6 +325,10 @@ class Director:
                 return self.cmd_logs_upload(env, seen)
             case "agent.restart":
                 return self.cmd_agent_restart(env, seen)
+            case "agent.update" if self.updater is not None:
+                # agent.update lives in agent/update.py; its final ack comes from Updater.tick.
+                outcome = self.updater.begin(env)
+                return [self.ack(env.id, outcome.status, outcome.reason, outcome.detail, seen=seen)]
         detail = f"{env.type} is not supported by agent {__version__}"
         return [self.ack(env.id, Status.FAILED, "not_supported", detail, seen=seen)]
 

@@ -15,6 +15,8 @@ from controlplane.errors import ControlError
 from controlplane.fleet import cmd_fleet, cmd_watch
 from controlplane.keys import cmd_keygen, cmd_provision
 from controlplane.playlog_files import COLLECTOR_ID, cmd_collect, cmd_report
+from controlplane.release import main as release_main
+from controlplane.rollout import add_update_parser
 from controlplane.send import cmd_program_push, cmd_send
 from protocol import COMMAND_TYPES
 
@@ -145,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=30.0, help="seconds between looks")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds")
     p.set_defaults(func=cmd_cap_watch, expect=None)
+
+    # agent.update: a staged rollout (controlplane/rollout.py) and release artifacts.
+    add_update_parser(sub, [conn, signer])
+    p = sub.add_parser("release", help="release artifacts: keygen, build, sign, show")
+    p.add_argument("release_args", nargs=argparse.REMAINDER, help="see `ttcs-release --help`")
+    p.set_defaults(func=lambda args: release_main(args.release_args))
 
     p = sub.add_parser("fleet", parents=[conn], help="a table of every device's state")
     p.add_argument("--json", action="store_true")

@@ -205,6 +205,12 @@ class AudioSpeaker:
 
         threading.Thread(target=synthesize, name="speaker-prepare", daemon=True).start()
 
+    # agent.update's health proof (agent/update.py health_problem) asks this.
+    @property
+    def alive(self) -> bool:
+        """Whether the speaker thread runs."""
+        return self._thread.is_alive() and not self._closing
+
     def close(self) -> None:
         if self._closing:
             return

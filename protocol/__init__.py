@@ -9,6 +9,7 @@ players and the control plane import from here; nothing here imports them.
 from protocol.documents import (
     BODY_MODELS,
     COMMAND_TYPES,
+    AgentUpdateBody,
     Bulletin,
     EmergencyStartBody,
     EmergencyStopBody,
@@ -84,6 +85,7 @@ __all__ = [
     "TARGET_RE",
     "TIME_RE",
     "Ack",
+    "AgentUpdateBody",
     "Bulletin",
     "CacheUsage",
     "Channel",

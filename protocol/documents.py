@@ -225,6 +225,20 @@ class LogsUploadBody(Doc):
     lines: Annotated[StrictInt, Field(ge=1, le=10000)] | None = None
 
 
+# A release version as the agent spells it: 1 to 4 dot-separated numbers ("0.2.0").
+RELEASE_VERSION_RE = r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$"
+
+
+class AgentUpdateBody(Doc):
+    """A signed release artifact to install: where it is and what it must hash to."""
+
+    version: Annotated[str, Field(pattern=RELEASE_VERSION_RE)]
+    url: Annotated[str, Field(pattern=r"^https?://\S+$", max_length=2048)]
+    sha256: Annotated[str, Field(pattern=SHA256_RE.pattern)]
+    size: Annotated[StrictInt, Field(ge=1, le=4 * 1024**3)]
+    min_free_mb: Annotated[StrictInt, Field(ge=0, le=1024**2)] | None = None
+
+
 BODY_MODELS: dict[str, type[Doc]] = {
     "ping": EmptyBody,
     "play.now": PlayNowBody,
@@ -237,6 +251,7 @@ BODY_MODELS: dict[str, type[Doc]] = {
     "screenshot": ScreenshotBody,
     "logs.upload": LogsUploadBody,
     "agent.restart": EmptyBody,
+    "agent.update": AgentUpdateBody,
     "program": ProgramBody,
 }
 COMMAND_TYPES = tuple(t for t in BODY_MODELS if t != "program")

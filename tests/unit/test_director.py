@@ -89,6 +89,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "screenshot": {"max_width": 640},
     "logs.upload": {"lines": 10},
     "agent.restart": {},
+    "agent.update": {
+        "version": "0.2.0",
+        "url": "https://releases.example/ttcs-agent-0.2.0.release",
+        "sha256": "a" * 64,
+        "size": 1000,
+    },
 }
 
 

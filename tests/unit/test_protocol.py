@@ -124,6 +124,7 @@ def test_every_command_type_has_a_body_model() -> None:
     assert set(COMMAND_TYPES) == {
         "ping", "play.now", "emergency.start", "emergency.stop", "stream.start", "stream.stop",
         "volume.set", "power.set", "screenshot", "logs.upload", "agent.restart",
+        "agent.update",
     }  # fmt: skip
     assert set(BODY_MODELS) == {*COMMAND_TYPES, "program"}
 
