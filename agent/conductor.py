@@ -370,10 +370,14 @@ class Conductor:
     def disk_free_bytes(self) -> int:
         return self.cache.disk_free_bytes()
 
-    @property
-    def alive(self) -> bool:
-        """Whether the players' own threads still run (the watchdog asks)."""
-        return self.stage.screen.alive
+    def dead_player(self) -> str | None:
+        """The player whose own thread is gone ("screen's render", "speaker"), or None: the
+        watchdog withholds its ping and an update on trial is not healthy."""
+        if not self.stage.screen.alive:
+            return "screen's render"
+        if not self.stage.speaker.alive:
+            return "speaker"
+        return None
 
     def versions(self) -> dict[str, int]:
         """The live program version of each topic."""

@@ -158,7 +158,7 @@ def run(config: AgentConfig, config_path: Path) -> int:
     wake = Wakeup(inbox.post)
     fetcher = CacheFiller(open_cache(config), inbox.post)
     conductor = build_conductor(config, store, inbox, outbox, fetcher, wake)
-    director = Director(config, store, verifier, outbox, conductor, inbox)
+    director = Director(config, store, verifier, outbox, conductor, inbox, updater)
     settings = link_settings(config, format_time(time.time()))
     link = MqttLink(settings, ToInbox(inbox))
     director.attach(link, lambda: link.reconnects)
@@ -168,12 +168,11 @@ def run(config: AgentConfig, config_path: Path) -> int:
         UpdatePorts(
             ack=outbox.ack,
             cache=fetcher.cache,
-            unhealthy=lambda: health_problem(link, conductor.stage),
+            unhealthy=lambda: health_problem(link, conductor),
             publish_status=director.publish_status,
             restart=lambda: inbox.post(Stop()),
         )
     )
-    director.updater = updater
     director.every(0.5, updater.tick)
     notifier = Notifier()
     stop_requested = threading.Event()
@@ -187,12 +186,11 @@ def run(config: AgentConfig, config_path: Path) -> int:
 
     def watchdog() -> None:
         # Alive means the director loop runs (this is called from it), and the link thread and
-        # the screen's render thread too: systemd restarts an agent whose board froze.
-        screen_alive = conductor.alive
-        if link.alive and screen_alive:
+        # the players' threads too: systemd restarts an agent whose board or loudspeakers froze.
+        gone = "MQTT link" if not link.alive else conductor.dead_player()
+        if gone is None:
             notifier.watchdog()
         else:
-            gone = "MQTT link" if not link.alive else "screen render"
             log.error("the %s thread is gone; withholding the watchdog ping", gone)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

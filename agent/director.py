@@ -114,6 +114,7 @@ class Director:
         outbox: Outbox,
         conductor: Playback,
         inbox: Inbox | None = None,
+        updater: Updater | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -137,7 +138,7 @@ class Director:
         self.exit_reason: str | None = None
         self._reported: object = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
-        self.updater: Updater | None = None  # agent.update (agent/update.py), set by the daemon
+        self.updater = updater  # agent.update (agent/update.py); None: not offered
 
     # ------------------------------------------------------------------ wiring
 

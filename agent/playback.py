@@ -62,8 +62,7 @@ class Playback(Protocol):
 
     def disk_free_bytes(self) -> int: ...
 
-    @property
-    def alive(self) -> bool: ...
+    def dead_player(self) -> str | None: ...
 
     def boot(self) -> None: ...
 
@@ -149,9 +148,8 @@ class NullPlayback:
         except OSError:
             return 0
 
-    @property
-    def alive(self) -> bool:
-        return True
+    def dead_player(self) -> str | None:
+        return None
 
     def boot(self) -> None:
         pass

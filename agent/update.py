@@ -88,17 +88,26 @@ class UpdatePorts:
     restart: Callable[[], None]  # stop; systemd starts ``current`` again
 
 
-def health_problem(link: Any, stage: Any) -> str | None:
+class _Link(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+
+class _Players(Protocol):
+    def dead_player(self) -> str | None: ...
+
+
+def health_problem(link: _Link, players: _Players) -> str | None:
     """What keeps the agent from being healthy: link, screen or speaker thread; None if all well."""
-    if not getattr(link, "connected", False):
+    if not link.connected:
         return "not connected to the broker"
-    if not getattr(link, "alive", True):
+    if not link.alive:
         return "the MQTT link thread is gone"
-    if not getattr(stage.screen, "alive", True):
-        return "the screen's render thread is gone"
-    if not getattr(stage.speaker, "alive", True):
-        return "the speaker thread is gone"
-    return None
+    gone = players.dead_player()
+    return None if gone is None else f"the {gone} thread is gone"
 
 
 class Updater:

@@ -87,6 +87,10 @@ class SpeakerPlayer(Protocol):
 
     audible: bool  # False: nobody hears it (a live relay is refused)
 
+    @property
+    def alive(self) -> bool:
+        """False once the loudspeakers' own thread is gone."""
+
     def play(self, item: PlayItem) -> None:
         """Start ``item``; ``finished`` reports its end (completed, or failed with a reason)."""
 

@@ -54,6 +54,7 @@ class NullSpeaker:
     """Logs what the speaker would say, and reports it finished after its speaking time."""
 
     audible = False  # nobody hears it (a live relay is refused)
+    alive = True
 
     def __init__(self, events: PlayerEvents, time_scale: float = 1.0) -> None:
         self.events = events

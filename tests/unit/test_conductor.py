@@ -82,6 +82,7 @@ class RecordingSpeaker:
     current: PlayItem | None = None
     deaf: bool = False  # a wedged player: it never answers a stop
     audible: bool = True
+    alive: bool = True
 
     def play(self, item: PlayItem) -> None:
         self.played.append(item)

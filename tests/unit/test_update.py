@@ -134,14 +134,16 @@ def test_a_release_key_may_not_be_a_command_key(tmp_path: Path) -> None:
         parse_config({"device_id": "q10-p12-bang-01", "update": {"min_version": "1.0-rc1"}})
 
 
-class _Part:
-    def __init__(self, alive: bool) -> None:
-        self.alive = alive
-
-
 class _Stage:
     def __init__(self, screen: bool = True, speaker: bool = True) -> None:
-        self.screen, self.speaker = _Part(screen), _Part(speaker)
+        self.screen, self.speaker = screen, speaker
+
+    def dead_player(self) -> str | None:
+        return (
+            None
+            if self.screen and self.speaker
+            else ("speaker" if self.screen else "screen's render")
+        )
 
 
 class _Link:
