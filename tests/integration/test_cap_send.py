@@ -1,13 +1,16 @@
 """CAP 1.2 alerts end to end: ``ttcs-control cap send`` reaches the two real agents of the
-affected ward over a real Mosquitto (not the third, outside the area), their screens show the
-emergency with the alert's image fetched from the media folder over HTTP by its hash, a dry
-run sends nothing, the same alert again is refused, and the Cancel that ``cap watch`` finds in
-its folder ends the emergency on both."""
+affected ward over a real Mosquitto (not the third, outside the area); their headless screens
+draw the emergency (red and yellow in the screenshot) with the alert's image fetched from the
+media folder over HTTP by its hash, and their speakers, captured to WAV files, speak the
+headline and the instruction; a dry run sends nothing, the same alert again is refused, and the
+Cancel that ``cap watch`` finds in its folder ends the emergency on both."""
 
 from __future__ import annotations
 
 import base64
 import functools
+import io
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,15 +18,24 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pygame
 import pytest
 
 from controlplane.keys import SigningKey
+from player.draw import Theme
+from player.normalize import normalize
+from player.output import RATE
+from player.speaker import rms, wav_pcm
+from player.tts import Tts
 from tests.helpers import (
     PREFIX,
     AgentProcess,
     Broker,
     Device,
     Listener,
+    agent_cli,
     agent_status,
     control_cli,
     provision,
@@ -42,6 +54,10 @@ id = "q10-p13"
 name = "Phường 13, Quận 10"
 codes = ["27178"]
 """
+HEADLINE = "Cảnh báo lũ quét tại Phường 12"
+INSTRUCTION = "Di chuyển lên tầng cao. Không đi qua đường ngập."
+SCREEN = 'enabled = true\ndriver = "headless"\nwidth = 480\nheight = 270\nward_name = "Phường 12"'
+ALERT_BG, ALERT_BAND = Theme.emergency_bg, Theme.emergency_band  # the defaults: every profile
 
 
 def cap_time(moment: datetime) -> str:
@@ -65,9 +81,9 @@ def alert_xml(identifier: str, sent: datetime, image: bytes) -> bytes:
     <severity>Severe</severity>
     <certainty>Observed</certainty>
     <expires>{cap_time(sent + timedelta(hours=1))}</expires>
-    <headline>Cảnh báo lũ quét tại Phường 12</headline>
+    <headline>{HEADLINE}</headline>
     <description>Mưa lớn 120 mm trong 3 giờ; nhiều tuyến đường đang ngập.</description>
-    <instruction>Di chuyển lên tầng cao. Không đi qua đường ngập.</instruction>
+    <instruction>{INSTRUCTION}</instruction>
     <resource>
       <resourceDesc>Bản đồ vùng ngập</resourceDesc>
       <mimeType>image/jpeg</mimeType>
@@ -135,6 +151,63 @@ def showing(device: Device) -> str | None:
     return shown
 
 
+def capture_of(device: Device) -> Path:
+    return device.state_dir.parent / "speaker.wav"
+
+
+def captured(device: Device) -> bytes:
+    path = capture_of(device)
+    return wav_pcm(path) if path.exists() else b""
+
+
+def speech_chunks(text: str) -> list[bytes]:
+    """The PCM chunks an agent speaks for ``text`` (espeak-ng is deterministic; gain 1)."""
+    tts = Tts({}, "vi-north", Path(tempfile.mkdtemp()), lambda code, detail: None)
+    try:
+        return [chunk.samples for chunk in tts.synthesize(normalize(text))]
+    finally:
+        tts.close()
+
+
+def loud_probe(pcm: bytes) -> npt.NDArray[np.float64]:
+    """A quarter of a second of ``pcm`` from its first loud sample on."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    start = int(np.argmax(np.abs(samples) > 2000))
+    probe = samples[start : start + RATE // 4]
+    assert len(probe) == RATE // 4, "a speech chunk shorter than a quarter of a second"
+    return probe
+
+
+def heard(pcm: bytes, probe: npt.NDArray[np.float64]) -> bool:
+    """Whether ``probe`` is in ``pcm`` at any volume (normalized cross-correlation > 0.95)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    if len(samples) < len(probe):
+        return False
+    dots = np.correlate(samples, probe, "valid")
+    energy = np.concatenate(([0.0], np.cumsum(samples**2)))
+    norms = np.sqrt(energy[len(probe) :] - energy[: -len(probe)]) * np.linalg.norm(probe)
+    return bool(np.max(dots / np.maximum(norms, 1e-9)) > 0.95)
+
+
+def voiced_seconds(pcm: bytes) -> float:
+    """How long ``pcm`` is not silent, in 20 ms windows."""
+    window = 2 * RATE // 50
+    loud = sum(1 for i in range(0, len(pcm), window) if rms(pcm[i : i + window]) > 300)
+    return loud / 50
+
+
+def alert_pixels(device: Device) -> tuple[float, float]:
+    """The shares of the screenshot's pixels in the emergency's red and in its band's yellow."""
+    shot = device.state_dir.parent / "shot.png"
+    out = agent_cli("screenshot", str(shot), "--config", str(device.config))
+    assert out.returncode == 0, out.stderr
+    image = pygame.image.load(io.BytesIO(shot.read_bytes()), "shot.png")
+    rgb = pygame.image.tobytes(image, "RGB")
+    pixels = [rgb[i : i + 3] for i in range(0, len(rgb), 3)]
+    red, band = bytes(ALERT_BG), bytes(ALERT_BAND)
+    return pixels.count(red) / len(pixels), pixels.count(band) / len(pixels)
+
+
 def test_a_cap_alert_reaches_the_wards_devices_and_its_cancel_ends_it(
     tmp_path: Path, broker: Broker, signing_key: SigningKey, media: MediaFolderServer
 ) -> None:
@@ -148,13 +221,17 @@ def test_a_cap_alert_reaches_the_wards_devices_and_its_cancel_ends_it(
         f'[[cap.senders]]\nsender = "{SENDER}"\n',
         encoding="utf-8",
     )
-    ward = [
-        provision(tmp_path, broker, signing_key, device_id=f"q10-p12-loa-0{i}", groups=grp)
-        for i, grp in ((1, ("q10-p12", "q10")), (2, ("q10-p12", "q10")))
-    ]
-    outside = provision(
-        tmp_path, broker, signing_key, device_id="q10-p13-loa-01", groups=("q10-p13", "q10")
-    )
+
+    def real_players(device_id: str, *groups: str) -> Device:
+        capture = tmp_path / device_id / "speaker.wav"
+        speaker = f'enabled = true\noutput = "file:{capture}"\namplifier_warmup_s = 0.0'
+        return provision(
+            tmp_path, broker, signing_key, device_id=device_id, groups=groups,
+            screen=SCREEN, speaker=speaker,
+        )  # fmt: skip
+
+    ward = [real_players(f"q10-p12-loa-0{i}", "q10-p12", "q10") for i in (1, 2)]
+    outside = real_players("q10-p13-loa-01", "q10-p13", "q10")
     agents = [AgentProcess(d).start(wait_online=True) for d in (*ward, outside)]
     common = ("--config", str(config), "--broker", broker.url, "--key", str(keyfile))
     now = datetime.now(UTC)
@@ -186,6 +263,23 @@ def test_a_cap_alert_reaches_the_wards_devices_and_its_cancel_ends_it(
 
             bulletin = wait_for(alert_shown, 10, "the alert on the ward's screens")
             assert showing(outside) != bulletin
+            for device in ward:
+                red, band = alert_pixels(device)
+                assert red > 0.3 and band > 0.05, (device.device_id, red, band)
+            # The headline, then the instruction: the start of each spoken chunk in each capture.
+            chunks = speech_chunks(f"{HEADLINE}. {INSTRUCTION}")
+            probes = [loud_probe(chunk) for chunk in chunks]
+            wait_for(
+                lambda: all(all(heard(captured(d), p) for p in probes) for d in ward),
+                30,
+                "the headline and the instruction spoken on both loudspeakers",
+            )
+            speech = voiced_seconds(b"".join(chunks))
+            assert speech > 1.0
+            for device in ward:
+                assert voiced_seconds(captured(device)) >= speech, device.device_id
+            assert alert_pixels(outside) == (0.0, 0.0)
+            assert voiced_seconds(captured(outside)) == 0.0
             stored = list((tmp_path / "www" / "cap").iterdir())
             assert [p.read_bytes() for p in stored] == [image]
             assert sorted(media.gets) == [f"/cap/{stored[0].name}"] * 2  # each device once
@@ -210,6 +304,10 @@ def test_a_cap_alert_reaches_the_wards_devices_and_its_cancel_ends_it(
         assert "acted on Cancel KTTV-E2E-002" in logged[1]
         assert "emergency.stop grp:q10-p12 (2 done" in logged[1]
         wait_for(lambda: all(showing(d) != bulletin for d in ward), 10, "the alert to end")
+        for device in ward:
+            assert agent_status(device)["now"]["speaker"] != bulletin
+            assert alert_pixels(device) == (0.0, 0.0), device.device_id
+        assert voiced_seconds(captured(outside)) == 0.0
     finally:
         for agent in agents:
             agent.stop()
