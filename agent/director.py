@@ -62,6 +62,9 @@ log = logging.getLogger(__name__)
 PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
 NEWLINE = b"\n"
+# Removals of delivered outbox rows ride on the next transaction; after this long without an
+# event they get a commit of their own.
+IDLE_FLUSH_S = 0.05
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart")
 PLAYBACK_CAPABILITIES = (
@@ -137,6 +140,8 @@ class Director:
         self.exit_reason: str | None = None
         self._reported: object = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
+        # While a command's PUBACK is pending, its log lines wait for it (see ``on_inbound``).
+        self._held_logs: list[tuple[str, tuple[object, ...]]] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -163,17 +168,28 @@ class Director:
         self._boot()
         while self.exit_reason is None:
             timeout = self._due_tickers()
+            if self.store.unwritten_deliveries:
+                timeout = min(timeout, IDLE_FLUSH_S)
             try:
                 event = self.inbox.get(timeout=timeout)
             except queue.Empty:
+                self._flush_deliveries()
                 continue
             try:
                 self.handle(event)
             except Exception:
                 log.exception("director failed to handle %s", type(event).__name__)
-            self.report_changes()
+            if not isinstance(event, Delivered):  # a removed outbox row changes nothing shown
+                self.report_changes()
             self.pump()
+        self._flush_deliveries()
         return self.exit_reason
+
+    def _flush_deliveries(self) -> None:
+        try:
+            self.store.flush_delivered()
+        except sqlite3.Error:
+            log.exception("removing delivered outbox rows failed; they are sent again")
 
     def report_changes(self) -> None:
         """Publish the status as soon as what plays, the live programs, the volume or the power
@@ -246,19 +262,33 @@ class Director:
 
     def on_inbound(self, msg: Inbound) -> None:
         """A message from the broker; its PUBACK only once the outcome is durable."""
+        self._held_logs = []
         try:
-            self.on_message(msg.topic, msg.payload, msg.retained)
-        except sqlite3.Error:
-            # The store could not record the outcome (disk full, I/O error): no PUBACK, so
-            # the broker delivers the message again after the next reconnect.
-            log.exception("could not record the outcome of a message on %s", msg.topic)
-            return
-        except Exception:
-            # Acknowledged all the same: one poisonous message must not come back forever.
-            log.exception("failed to handle a message on %s", msg.topic)
-        self.pump()  # the ack leaves before the PUBACK
-        if self.link is not None:
-            self.link.ack(msg.token)
+            try:
+                self.on_message(msg.topic, msg.payload, msg.retained)
+            except sqlite3.Error:
+                # The store could not record the outcome (disk full, I/O error): no PUBACK, so
+                # the broker delivers the message again after the next reconnect.
+                log.exception("could not record the outcome of a message on %s", msg.topic)
+                return
+            except Exception:
+                # Acknowledged all the same: one poisonous message must not come back forever.
+                log.exception("failed to handle a message on %s", msg.topic)
+            self.pump()  # the ack leaves before the PUBACK
+            if self.link is not None:
+                self.link.ack(msg.token)
+        finally:
+            # The "accepted" line is written once the answer is on its way, not before.
+            held, self._held_logs = self._held_logs, None
+            for text, args in held:
+                log.info(text, *args)
+
+    def _info(self, text: str, *args: object) -> None:
+        """``log.info`` now, or after the PUBACK when a broker's message is being handled."""
+        if self._held_logs is None:
+            log.info(text, *args)
+        else:
+            self._held_logs.append((text, args))
 
     # ------------------------------------------------------------------ documents
 
@@ -299,7 +329,7 @@ class Director:
 
     def _execute(self, ok: Accepted) -> list[Ack]:
         env = ok.envelope
-        log.info("accepted %s %s from %s", env.type, env.id, ok.topic)
+        self._info("accepted %s %s from %s", env.type, env.id, ok.topic)
         expires = parse_time(env.expires_at).timestamp() if env.expires_at else None
         remember = (env.id, expires or parse_time(env.issued_at).timestamp() + PROGRAM_MEMORY_S)
         try:
