@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 SEEN_GRACE_S = 86400
+# The highest outbox seq ever given (AUTOINCREMENT keeps it in sqlite_sequence).
+LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
     id TEXT PRIMARY KEY,
@@ -116,9 +118,7 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         with self._lock:
             self._db.executescript(SCHEMA)
-            self._last_seq = int(
-                self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0]
-            )
+            self._last_seq = int(self._db.execute(LAST_SEQ).fetchone()[0])
         # Rows the broker acknowledged, removed with the next transaction (see ``delivered``).
         self._done: list[int] = []
 
@@ -143,7 +143,7 @@ class Store:
                     raise
                 self._db.execute("COMMIT")
                 del self._done[: len(done)]
-                last = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+                last = self._db.execute(LAST_SEQ).fetchone()
                 self._last_seq = max(self._last_seq, int(last[0]))
             finally:
                 if not durable:

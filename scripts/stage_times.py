@@ -11,6 +11,7 @@ microseconds each stage took per command (p50, p99) to OUT.json:
   ``on_inbound`` (the inbox hand-off and the director thread's wake-up);
 - ``verify``, ``record`` (the one durable transaction), ``pump`` (the courier handing the
   ack to paho), ``puback`` (``MqttLink.ack``), ``on_inbound`` (all of the director's work);
+- ``to_wire``: from the courier handing the ack to paho to the link thread having written it;
 - ``delivered`` (the broker's PUBACK of the ack: the row's removal), ``report_changes``.
 SIGUSR2 writes the samples so far to OUT.json (atomically) and starts afresh, so that a
 benchmark can take one snapshot per phase. Nothing of the agent's behaviour changes; only the
@@ -34,6 +35,8 @@ from typing import Any
 
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
+import paho.mqtt.client as paho
+
 from agent import cli, courier, director, store, verify
 from protocol import link
 
@@ -41,6 +44,7 @@ Stamps = dict[str, list[float]]
 _samples: Stamps = {}
 _arrived: dict[int, float] = {}
 _inside = threading.local()
+_handed: list[float] = []  # when the courier handed an ack to paho (the link thread writes it)
 
 
 def _add(stage: str, seconds: float) -> None:
@@ -94,6 +98,24 @@ def install() -> None:
     courier.Courier.pump = _timed("pump", True)(courier.Courier.pump)  # type: ignore[method-assign]
     link.MqttLink.ack = _timed("puback", True)(link.MqttLink.ack)  # type: ignore[method-assign]
     courier.Courier.delivered = _timed("delivered")(courier.Courier.delivered)  # type: ignore[method-assign]
+    pump = courier.Courier.pump
+
+    def stamped_pump(self: courier.Courier) -> int:
+        handed = pump(self)
+        if handed and getattr(_inside, "inbound", False):
+            _handed.append(time.perf_counter())
+        return handed
+
+    courier.Courier.pump = stamped_pump  # type: ignore[method-assign]
+    write_packets = paho.Client._packet_write
+
+    def stamped_write(self: paho.Client) -> Any:
+        result = write_packets(self)
+        if _handed:
+            _add("to_wire", time.perf_counter() - _handed.pop())
+        return result
+
+    paho.Client._packet_write = stamped_write  # type: ignore[method-assign]
     director.Director.report_changes = _timed("report_changes")(  # type: ignore[method-assign]
         director.Director.report_changes
     )
