@@ -140,8 +140,6 @@ class Director:
         self.exit_reason: str | None = None
         self._reported: object = None
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
-        # While a command's PUBACK is pending, its log lines wait for it (see ``on_inbound``).
-        self._held_logs: list[tuple[str, tuple[object, ...]]] | None = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -262,33 +260,19 @@ class Director:
 
     def on_inbound(self, msg: Inbound) -> None:
         """A message from the broker; its PUBACK only once the outcome is durable."""
-        self._held_logs = []
         try:
-            try:
-                self.on_message(msg.topic, msg.payload, msg.retained)
-            except sqlite3.Error:
-                # The store could not record the outcome (disk full, I/O error): no PUBACK, so
-                # the broker delivers the message again after the next reconnect.
-                log.exception("could not record the outcome of a message on %s", msg.topic)
-                return
-            except Exception:
-                # Acknowledged all the same: one poisonous message must not come back forever.
-                log.exception("failed to handle a message on %s", msg.topic)
-            self.pump()  # the ack leaves before the PUBACK
-            if self.link is not None:
-                self.link.ack(msg.token)
-        finally:
-            # The "accepted" line is written once the answer is on its way, not before.
-            held, self._held_logs = self._held_logs, None
-            for text, args in held:
-                log.info(text, *args)
-
-    def _info(self, text: str, *args: object) -> None:
-        """``log.info`` now, or after the PUBACK when a broker's message is being handled."""
-        if self._held_logs is None:
-            log.info(text, *args)
-        else:
-            self._held_logs.append((text, args))
+            self.on_message(msg.topic, msg.payload, msg.retained)
+        except sqlite3.Error:
+            # The store could not record the outcome (disk full, I/O error): no PUBACK, so
+            # the broker delivers the message again after the next reconnect.
+            log.exception("could not record the outcome of a message on %s", msg.topic)
+            return
+        except Exception:
+            # Acknowledged all the same: one poisonous message must not come back forever.
+            log.exception("failed to handle a message on %s", msg.topic)
+        self.pump()  # the ack leaves before the PUBACK
+        if self.link is not None:
+            self.link.ack(msg.token)
 
     # ------------------------------------------------------------------ documents
 
@@ -329,7 +313,7 @@ class Director:
 
     def _execute(self, ok: Accepted) -> list[Ack]:
         env = ok.envelope
-        self._info("accepted %s %s from %s", env.type, env.id, ok.topic)
+        log.info("accepted %s %s from %s", env.type, env.id, ok.topic)
         expires = parse_time(env.expires_at).timestamp() if env.expires_at else None
         remember = (env.id, expires or parse_time(env.issued_at).timestamp() + PROGRAM_MEMORY_S)
         try:

@@ -5,12 +5,18 @@
     python scripts/bench.py --only screen [--screen-settle 5] [--screen-window 15]
     python scripts/bench.py --only tts
 
-One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run`` and a bare
+One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run``, a bare
 paho echo client (``scripts/echo_floor.py``: subscribe, republish each message at QoS 1, the
-least any MQTT device can do on this path), then measures both in interleaved blocks so that
-drift hits them alike:
+least any MQTT device can do on this path) and the durable floor (``echo_floor.py --durable``:
+the same echo that first commits the command's id to SQLite in WAL mode with
+``synchronous=FULL`` on the same disk, one fsync: the least any exactly-once device can do),
+then measures the three in interleaved blocks so that drift hits them alike:
 
-- command → ack round trip, one signed ping at a time (publish, wait for its ack, next), p50/p99;
+- command → ack round trip, one signed ping at a time (publish, wait for its ack, next), p50/p99,
+  the agent against the bare echo and against the durable floor (goal: ≤ 1.3× the durable
+  floor);
+- commands per second with 100 in flight (the broker lets 100 go to each client
+  unacknowledged), the three sides' blocks of 1,000 alternating, the median of three blocks;
 - resident memory of the agent and of the echo client, settled and peak;
 - the two costs inside the agent that the round trip is made of (measured in-process with the
   agent's own classes, on the same disk): verifying a signed document, and the durable writes;
@@ -39,11 +45,14 @@ drift hits them alike:
   the same with one voice loaded. ``--only tts`` runs these rows alone (about 40 s).
 
 Where the time goes. The agent makes every command durable before it answers: per ping it
-commits twice to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
-ack row in the outbox (``Store.record``, before the ack leaves), then the removal of that row once
-the broker has acknowledged the ack (``Store.delivered``, after) — and each commit is one
-fdatasync of the WAL (strace shows two per ping). Measured on the build VM (2 vCPU, ext4 on a
-virtual disk, 2026-11): one small write+fdatasync ≈ 0.2 ms, the two commits ≈ 0.6–1.2 ms
+commits once to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
+ack row in the outbox (``Store.record``, before the ack leaves); the removal of that row once
+the broker has acknowledged the ack (``Store.delivered``) rides on the next transaction (or a
+commit without fsync after 50 ms idle). ``--stages`` runs the agent under
+``scripts/stage_times.py`` and prints the microseconds of each stage (inbox hand-off, verify,
+the commit, the hand-off to paho, the link thread writing it); docs/reliability.md has the
+latest figures. Older figures, with two commits per ping, measured on the build VM (2 vCPU,
+ext4 on a virtual disk, 2026-11): one small write+fdatasync ≈ 0.2 ms, the two commits ≈ 0.6–1.2 ms
 together (p50), verifying a signed ping ≈ 0.3–0.4 ms (raw Ed25519 ≈ 0.13–0.18 ms of it).
 So fsync and verification cost about 1–1.5 ms per ack. The round trip measured ~44 ms instead,
 and that is TCP, not work: the agent sends the PUBACK of the command before the ack itself, paho
@@ -817,7 +826,7 @@ def row_durable(b: Bench) -> Row:
         percentile(d["durable"], 0.5) * 1000,
         percentile(d["fsync"], 0.5) * 1000,
         "one write+fdatasync",
-        "2 SQLite commits, one fsync (the delete rides on the next)",
+        "1 SQLite commit, one fsync (the delete rides on the next)",
     )
 
 
