@@ -43,7 +43,7 @@ class Courier:
         if not self.link.connected:
             return 0
         room = self.window - len(self._in_flight)
-        if room <= 0:
+        if room <= 0 or self.store.last_seq <= self._last_handed:
             return 0
         handed = 0
         for item in self.store.pending(after_seq=self._last_handed, limit=room):

@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 PROGRAM_MEMORY_S = 400 * 86400  # programs are also guarded by their version (check 11)
 SECURITY_REASONS = {"unknown_key", "bad_signature", "wrong_target", "from_future"}
 NEWLINE = b"\n"
+# Removals of delivered outbox rows ride on the next transaction; after this long without an
+# event they get a commit of their own.
+IDLE_FLUSH_S = 0.05
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart", "agent.update")
 PLAYBACK_CAPABILITIES = (
@@ -165,17 +168,28 @@ class Director:
         self._boot()
         while self.exit_reason is None:
             timeout = self._due_tickers()
+            if self.store.unwritten_deliveries:
+                timeout = min(timeout, IDLE_FLUSH_S)
             try:
                 event = self.inbox.get(timeout=timeout)
             except queue.Empty:
+                self._flush_deliveries()
                 continue
             try:
                 self.handle(event)
             except Exception:
                 log.exception("director failed to handle %s", type(event).__name__)
-            self.report_changes()
+            if not isinstance(event, Delivered):  # a removed outbox row changes nothing shown
+                self.report_changes()
             self.pump()
+        self._flush_deliveries()
         return self.exit_reason
+
+    def _flush_deliveries(self) -> None:
+        try:
+            self.store.flush_delivered()
+        except sqlite3.Error:
+            log.exception("removing delivered outbox rows failed; they are sent again")
 
     def report_changes(self) -> None:
         """Publish the status as soon as what plays, the live programs, the volume or the power

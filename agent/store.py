@@ -6,6 +6,7 @@ transaction, and the database runs in WAL mode with ``synchronous=FULL``.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 SEEN_GRACE_S = 86400
+# The highest outbox seq ever given (AUTOINCREMENT keeps it in sqlite_sequence).
+LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
     id TEXT PRIMARY KEY,
@@ -136,16 +139,25 @@ class Store:
         self._full_over: DiskFull | None = None
         with self._lock:
             self._db.executescript(SCHEMA)
+            self._last_seq = int(self._db.execute(LAST_SEQ).fetchone()[0])
+        # Rows the broker acknowledged, removed with the next transaction (see ``delivered``).
+        self._done: list[int] = []
 
     @contextmanager
     def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One transaction; ``durable`` False skips its fsync (still atomic, see ``delivered``)."""
+        """One transaction, which also removes the rows ``delivered`` noted; ``durable`` False
+        skips its fsync (still atomic, see ``flush_delivered``)."""
         with self._lock:
             if not durable:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                done = list(self._done)
                 try:
+                    if done:
+                        self._db.executemany(
+                            "DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in done]
+                        )
                     yield self._db
                     self._db.execute("COMMIT")
                 except BaseException as exc:
@@ -156,6 +168,8 @@ class Store:
                         first, _, count = self._full or (now, now, 0)
                         self._full = (first, now, count + 1)
                     raise
+                del self._done[: len(done)]
+                self._last_seq = max(self._last_seq, int(self._db.execute(LAST_SEQ).fetchone()[0]))
                 if self._full is not None:
                     first, last, count = self._full
                     self._full, self._full_over = None, DiskFull(first, last, count)
@@ -175,6 +189,7 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
+        self.flush_delivered()
         with self._lock:
             self._db.close()
 
@@ -277,25 +292,55 @@ class Store:
     def enqueue(self, kind: str, topic: str, payload: bytes, qos: int, now: float) -> None:
         self.record(messages=[(kind, topic, payload, qos)], now=now)
 
+    @property
+    def last_seq(self) -> int:
+        """The highest outbox ``seq`` committed so far (0: none): a courier that has handed
+        that one over has nothing new to read."""
+        return self._last_seq
+
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxItem]:
-        rows = self._query(
-            "SELECT seq, kind, topic, payload, qos FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        )
-        return [OutboxItem(int(s), str(k), str(t), bytes(p), int(q)) for s, k, t, p, q in rows]
+        """Waiting rows after ``after_seq``, oldest first (delivered ones are not waiting)."""
+        with self._lock:
+            done = set(self._done)
+            rows = self._db.execute(
+                "SELECT seq, kind, topic, payload, qos FROM outbox WHERE seq > ?"
+                " ORDER BY seq LIMIT ?",
+                (after_seq, limit + len(done)),
+            ).fetchall()
+        items = [OutboxItem(int(s), str(k), str(t), bytes(p), int(q)) for s, k, t, p, q in rows]
+        return [item for item in items if item.seq not in done][:limit]
 
     def delivered(self, seq: int) -> None:
-        """Drop a row the broker acknowledged.
+        """Drop a row the broker acknowledged: at once for everything this store answers, on
+        disk with the next transaction (or ``flush_delivered``), without a commit of its own.
 
-        Committed without its own fsync: the next durable commit (or a checkpoint) carries it
-        to disk. If power is cut first, the row comes back and is sent again, which its id makes
-        harmless; the database itself stays consistent (WAL). This halves the fsyncs per ack.
+        If the process dies or power is cut first, the row comes back and is sent again, which
+        its id makes harmless; the database itself stays consistent (WAL).
         """
-        with self._tx(durable=False) as db:
-            db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        with self._lock:
+            if seq not in self._done:
+                self._done.append(seq)
+
+    def flush_delivered(self) -> None:
+        """Write the removals ``delivered`` noted, in one commit without its own fsync (the
+        next durable commit, or a checkpoint, carries it to disk)."""
+        if self._done:
+            with self._tx(durable=False):
+                pass
+
+    @property
+    def unwritten_deliveries(self) -> int:
+        """How many removals ``delivered`` noted that are not committed yet."""
+        return len(self._done)
 
     def outbox_size(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM outbox")[0][0])
+        """Rows waiting for the broker's acknowledgement."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE seq NOT IN (SELECT value FROM json_each(?))",
+                (json.dumps(self._done),),
+            ).fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ playlog
 

@@ -5,12 +5,18 @@
     python scripts/bench.py --only screen [--screen-settle 5] [--screen-window 15]
     python scripts/bench.py --only tts
 
-One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run`` and a bare
+One run starts its own Mosquitto on a free loopback port, a real ``ttcs-agent run``, a bare
 paho echo client (``scripts/echo_floor.py``: subscribe, republish each message at QoS 1, the
-least any MQTT device can do on this path), then measures both in interleaved blocks so that
-drift hits them alike:
+least any MQTT device can do on this path) and the durable floor (``echo_floor.py --durable``:
+the same echo that first commits the command's id to SQLite in WAL mode with
+``synchronous=FULL`` on the same disk, one fsync: the least any exactly-once device can do),
+then measures the three in interleaved blocks so that drift hits them alike:
 
-- command → ack round trip, one signed ping at a time (publish, wait for its ack, next), p50/p99;
+- command → ack round trip, one signed ping at a time (publish, wait for its ack, next), p50/p99,
+  the agent against the bare echo and against the durable floor (goal: ≤ 1.3× the durable
+  floor);
+- commands per second with 100 in flight (the broker lets 100 go to each client
+  unacknowledged), the three sides' blocks of 1,000 alternating, the median of three blocks;
 - resident memory of the agent and of the echo client, settled and peak;
 - the two costs inside the agent that the round trip is made of (measured in-process with the
   agent's own classes, on the same disk): verifying a signed document, and the durable writes;
@@ -39,11 +45,14 @@ drift hits them alike:
   the same with one voice loaded. ``--only tts`` runs these rows alone (about 40 s).
 
 Where the time goes. The agent makes every command durable before it answers: per ping it
-commits twice to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
-ack row in the outbox (``Store.record``, before the ack leaves), then the removal of that row once
-the broker has acknowledged the ack (``Store.delivered``, after) — and each commit is one
-fdatasync of the WAL (strace shows two per ping). Measured on the build VM (2 vCPU, ext4 on a
-virtual disk, 2026-11): one small write+fdatasync ≈ 0.2 ms, the two commits ≈ 0.6–1.2 ms
+commits once to SQLite in WAL mode with ``synchronous=FULL`` — the seen id together with the
+ack row in the outbox (``Store.record``, before the ack leaves); the removal of that row once
+the broker has acknowledged the ack (``Store.delivered``) rides on the next transaction (or a
+commit without fsync after 50 ms idle). ``--stages`` runs the agent under
+``scripts/stage_times.py`` and prints the microseconds of each stage (inbox hand-off, verify,
+the commit, the hand-off to paho, the link thread writing it); docs/reliability.md has the
+latest figures. Older figures, with two commits per ping, measured on the build VM (2 vCPU,
+ext4 on a virtual disk, 2026-11): one small write+fdatasync ≈ 0.2 ms, the two commits ≈ 0.6–1.2 ms
 together (p50), verifying a signed ping ≈ 0.3–0.4 ms (raw Ed25519 ≈ 0.13–0.18 ms of it).
 So fsync and verification cost about 1–1.5 ms per ack. The round trip measured ~44 ms instead,
 and that is TCP, not work: the agent sends the PUBACK of the command before the ack itself, paho
@@ -70,6 +79,7 @@ import pstats
 import random
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -119,9 +129,14 @@ PREFIX = "ttcs/v1"
 DEVICE = "q10-p12-bang-01"
 GROUPS = ["q10-p12", "q10"]
 ECHO = "bench-echo-0001"  # same length as DEVICE, so the topics are the same size
+DURABLE = "bench-dura-0001"  # the durable floor's topics, of the same size again
 WARMUP = 50
 BLOCK = 100  # pings per block; agent and floor blocks alternate
 SETTLE_S = 2.0
+IN_FLIGHT = 100  # commands in flight in the throughput row
+FLOOD = 1000  # commands per throughput block; the three sides' blocks alternate
+FLOOD_BLOCKS = 3  # blocks per side
+FLOOD_TIMEOUT_S = 120.0
 PING_TIMEOUT_S = 10.0
 PROGRAM_ITEMS = 20  # bulletins in the program, one media file each
 PROGRAM_TIMEOUT_S = 120.0
@@ -187,6 +202,10 @@ class Pinger:
         self._watch: tuple[str, Callable[[bytes], bool]] | None = None
         self._caught: bytes | None = None
         self._subscribed = False
+        self._flood: tuple[str, set[str]] | None = None
+        self._flood_done = 0
+        # The throughput row keeps IN_FLIGHT commands outstanding: paho must not queue them.
+        self.client.max_inflight_messages_set(10 * IN_FLIGHT)
         self.client.connect("127.0.0.1", port, keepalive=60)
         # The instrument must not add Nagle delays of its own (paho does not disable Nagle).
         sock = self.client.socket()
@@ -205,6 +224,12 @@ class Pinger:
         watch = self._watch
         if watch is not None and msg.topic == watch[0] and watch[1](bytes(msg.payload)):
             self._caught = bytes(msg.payload)
+        flood = self._flood
+        if flood is not None and msg.topic == flood[0]:
+            doc_id = _reply_id(bytes(msg.payload))
+            if doc_id in flood[1]:
+                flood[1].discard(doc_id)
+                self._flood_done += 1
 
     def _loop_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -232,6 +257,32 @@ class Pinger:
             raise
         return self._arrived - start
 
+    def flood(
+        self, topic: str, payloads: list[tuple[bytes, bytes]], reply: str, in_flight: int
+    ) -> float:
+        """Seconds to get a reply to every one of ``payloads``, ``in_flight`` outstanding."""
+        waiting: set[str] = set()
+        self._flood, self._flood_done = (reply, waiting), 0
+        todo = list(payloads)
+        sent = 0
+        start = time.perf_counter()
+        try:
+            while self._flood_done < len(payloads):
+                while todo and sent - self._flood_done < in_flight:
+                    payload, token = todo.pop()
+                    waiting.add(token.decode())
+                    self.client.publish(topic, payload, qos=1)
+                    sent += 1
+                before = self._flood_done
+                self._loop_until(
+                    functools.partial(lambda b: self._flood_done > b, before),
+                    FLOOD_TIMEOUT_S,
+                    "a reply in the flood",
+                )
+        finally:
+            self._flood = None
+        return time.perf_counter() - start
+
     def exchange(
         self,
         topic: str,
@@ -256,6 +307,18 @@ class Pinger:
         self.client.disconnect()
         with contextlib.suppress(Exception):
             self.client.loop(timeout=0.2)
+
+
+def _reply_id(payload: bytes) -> str | None:
+    """The command a reply answers: an ack's ``cmd``, or the echoed document's ``id``."""
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    found = doc["cmd"] if "cmd" in doc else doc.get("id")
+    return found if isinstance(found, str) else None
 
 
 # --------------------------------------------------------------------------- the run
@@ -311,12 +374,14 @@ class Bench:
     broker: Broker
     agent: Agent
     echo: subprocess.Popen[bytes]
+    durable: subprocess.Popen[bytes]
     pinger: Pinger
     key: SigningKey
     media: MediaServer
     config: Path
     idle_kib: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    stages: Path | None = None  # the agent runs under scripts/stage_times.py, writing here
     screen_settle_s: float = SCREEN_SETTLE_S
     screen_window_s: float = SCREEN_WINDOW_S
 
@@ -346,18 +411,23 @@ class Bench:
         return out
 
     @functools.cached_property
-    def round_trips(self) -> tuple[list[float], list[float]]:
-        """Round-trip seconds (agent, floor), measured in alternating blocks after a warm-up."""
+    def paths(self) -> dict[str, tuple[str, str]]:
+        """(command topic, reply topic) of each side: the agent, the bare and durable floors."""
         topics = Topics(PREFIX)
-        paths = {
-            "agent": (topics.dev(DEVICE, "cmd"), topics.dev(DEVICE, "ack")),
-            "floor": (topics.dev(ECHO, "cmd"), topics.dev(ECHO, "ack")),
+        return {
+            side: (topics.dev(name, "cmd"), topics.dev(name, "ack"))
+            for side, name in (("agent", DEVICE), ("floor", ECHO), ("durable", DURABLE))
         }
-        # Both paths carry byte-for-byte the same kind of payload; signing happens up front,
+
+    @functools.cached_property
+    def round_trips(self) -> dict[str, list[float]]:
+        """Round-trip seconds per side, measured in alternating blocks after a warm-up."""
+        paths = self.paths
+        # Every path carries byte-for-byte the same kind of payload; signing happens up front,
         # since it is the control plane's cost, not the device's.
-        payloads = self.signed_pings(2 * (self.pings + WARMUP) + 20)
-        samples: dict[str, list[float]] = {"agent": [], "floor": []}
-        lost: dict[str, int] = {"agent": 0, "floor": 0}
+        payloads = self.signed_pings(len(paths) * (self.pings + WARMUP) + 30)
+        samples: dict[str, list[float]] = {side: [] for side in paths}
+        lost: dict[str, int] = {side: 0 for side in paths}
 
         def one(path: str, record: bool) -> None:
             topic, reply = paths[path]
@@ -372,18 +442,45 @@ class Bench:
             raise HarnessError(f"{path}: three pings in a row got no reply")
 
         for _ in range(WARMUP):
-            one("agent", False)
-            one("floor", False)
+            for path in paths:
+                one(path, False)
         while len(samples["agent"]) < self.pings:
-            for path in ("agent", "floor"):
+            for path in paths:
                 for _ in range(min(BLOCK, self.pings - len(samples[path]))):
                     one(path, True)
         self.details["round_trip_ms"] = {
-            "agent": summary(samples["agent"], 1000),
-            "floor": summary(samples["floor"], 1000),
+            **{side: summary(values, 1000) for side, values in samples.items()},
             "lost_pings": lost,
         }
-        return samples["agent"], samples["floor"]
+        self.stage_snapshot("round trips, one command at a time")
+        return samples
+
+    def stage_snapshot(self, phase: str) -> None:
+        """With ``--stages``: print and keep the agent's per-stage times since the last one."""
+        if self.stages is None:
+            return
+        self.stages.unlink(missing_ok=True)
+        os.kill(self.agent.pid, signal.SIGUSR2)
+        wait_for(self.stages.exists, 10, "the agent's stage times")
+        self.details.setdefault("stages_us", {})[phase] = print_stages(self.stages, phase)
+
+    @functools.cached_property
+    def throughput(self) -> dict[str, float]:
+        """Commands per second per side with IN_FLIGHT outstanding: the median of its blocks,
+        the sides' blocks alternating."""
+        rates: dict[str, list[float]] = {side: [] for side in self.paths}
+        for _ in range(FLOOD_BLOCKS):
+            for side, (topic, reply) in self.paths.items():
+                payloads = self.signed_pings(FLOOD)
+                seconds = self.pinger.flood(topic, payloads, reply, IN_FLIGHT)
+                rates[side].append(FLOOD / seconds)
+        self.stage_snapshot(f"throughput, {IN_FLIGHT} in flight")
+        self.details["throughput_per_s"] = {
+            "in_flight": IN_FLIGHT,
+            "commands_per_block": FLOOD,
+            "blocks": {side: [round(r) for r in values] for side, values in rates.items()},
+        }
+        return {side: statistics.median(values) for side, values in rates.items()}
 
     @functools.cached_property
     def breakdown(self) -> dict[str, list[float]]:
@@ -631,26 +728,59 @@ def _log_time(text: str) -> float:
 RowFunction = Callable[[Bench], "Row | ScreenRow"]
 
 
-def row_rtt_p50(b: Bench) -> Row:
-    agent, floor = b.round_trips
+BARE_IS = "bare paho echo, same broker"
+DURABLE_IS = "paho echo + 1 SQLite commit (WAL, FULL)"
+
+
+def _rtt(b: Bench, floor: str, q: float) -> Row:
+    samples = b.round_trips
+    durable = floor == "durable"
     return Row(
-        "command→ack round trip p50",
+        f"command→ack round trip p{q * 100:.0f}",
         "ms",
-        percentile(agent, 0.5) * 1000,
-        percentile(floor, 0.5) * 1000,
-        "bare paho echo, same broker",
+        percentile(samples["agent"], q) * 1000,
+        percentile(samples[floor], q) * 1000,
+        DURABLE_IS if durable else BARE_IS,
+        goal_max=None,
+        note="goal: agent ≤ 1.3× the durable floor" if durable else "",
     )
+
+
+def row_rtt_p50(b: Bench) -> Row:
+    return _rtt(b, "floor", 0.5)
 
 
 def row_rtt_p99(b: Bench) -> Row:
-    agent, floor = b.round_trips
+    return _rtt(b, "floor", 0.99)
+
+
+def row_rtt_durable_p50(b: Bench) -> Row:
+    return _rtt(b, "durable", 0.5)
+
+
+def row_rtt_durable_p99(b: Bench) -> Row:
+    return _rtt(b, "durable", 0.99)
+
+
+def _throughput(b: Bench, floor: str) -> Row:
+    rates = b.throughput
     return Row(
-        "command→ack round trip p99",
-        "ms",
-        percentile(agent, 0.99) * 1000,
-        percentile(floor, 0.99) * 1000,
-        "bare paho echo, same broker",
+        f"commands per second, {IN_FLIGHT} in flight",
+        "1/s",
+        rates["agent"],
+        rates[floor],
+        DURABLE_IS if floor == "durable" else BARE_IS,
+        f"median of {FLOOD_BLOCKS} blocks of {FLOOD}; higher is better",
+        digits=0,
     )
+
+
+def row_throughput(b: Bench) -> Row:
+    return _throughput(b, "floor")
+
+
+def row_throughput_durable(b: Bench) -> Row:
+    return _throughput(b, "durable")
 
 
 def row_idle_rss(b: Bench) -> Row:
@@ -696,7 +826,7 @@ def row_durable(b: Bench) -> Row:
         percentile(d["durable"], 0.5) * 1000,
         percentile(d["fsync"], 0.5) * 1000,
         "one write+fdatasync",
-        "2 SQLite commits, one fsync (the delete rides on the next)",
+        "1 SQLite commit, one fsync (the delete rides on the next)",
     )
 
 
@@ -753,9 +883,16 @@ def _on_tts(row: TtsRowFunction) -> RowFunction:
 # synthesis in this process, so they come last, when the bench's agent is stopped; the TTS rows
 # after the screen rows, since onnxruntime keeps files open in this process and the screen rows
 # hand Chromium its DevTools pipes through /bin/sh, which takes single-digit fds only.
-ROWS: list[RowFunction] = [
+COMMAND_ROWS: list[RowFunction] = [
     row_rtt_p50,
     row_rtt_p99,
+    row_rtt_durable_p50,
+    row_rtt_durable_p99,
+    row_throughput,
+    row_throughput_durable,
+]
+ROWS: list[RowFunction] = [
+    *COMMAND_ROWS,
     row_idle_rss,
     row_peak_rss,
     row_verify,
@@ -819,7 +956,8 @@ def print_profile(path: Path, text_out: Path, pings: int, limit: int = 25) -> No
     waiting = sum(
         v[3]
         for (file, _line, func), v in raw.items()
-        if func == "get" and file.endswith("queue.py")
+        if (func == "get" and file.endswith("queue.py"))
+        or func == "<method 'get' of '_queue.SimpleQueue' objects>"
     )
     total = float(stats.total_tt)  # type: ignore[attr-defined]
     busy = total - waiting
@@ -829,6 +967,17 @@ def print_profile(path: Path, text_out: Path, pings: int, limit: int = 25) -> No
         f"director: {total:.2f} s profiled, {waiting:.2f} s waiting for events, {busy:.2f} s busy "
         f"(start-up included) ≈ {busy / max(1, pings + WARMUP) * 1000:.2f} ms per ping at most"
     )
+
+
+def print_stages(path: Path, phase: str) -> dict[str, Any]:
+    """Print the agent's per-stage times (``scripts/stage_times.py``); return them."""
+    stages: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    print(f"\n== the agent's command path, µs per stage ({phase}) ==")
+    print(f"{'stage':<16}{'n':>8}{'p50':>10}{'p99':>10}{'mean':>10}")
+    for stage, v in stages.items():
+        print(f"{stage:<16}{v['n']:>8}{v['p50_us']:>10}{v['p99_us']:>10}{v['mean_us']:>10}")
+    print()
+    return stages
 
 
 def host_facts(workdir: Path) -> dict[str, Any]:
@@ -872,9 +1021,17 @@ def _parser() -> argparse.ArgumentParser:
         "(slows the agent down: latencies of a profiled run are not comparable)",
     )
     parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="run the agent under scripts/stage_times.py and print the microseconds each stage "
+        "of its command path took (p50, p99)",
+    )
+    parser.add_argument(
         "--only",
-        choices=["screen", "tts"],
-        help="run only these rows (screen: the agent's screen against headless Chromium; "
+        choices=["commands", "screen", "tts"],
+        help="run only these rows (commands: the command→ack round trips and throughput "
+        "against the bare and the durable echo; screen: the agent's screen against headless "
+        "Chromium; "
         "tts: Piper and espeak-ng speaking an announcement)",
     )
     parser.add_argument(
@@ -897,8 +1054,9 @@ def run(args: argparse.Namespace) -> int:
         return run_screen(args)
     if args.only == "tts":
         return run_tts(args)
-    out: Path = (args.out or ROOT / "bench-out" / "bench.json").resolve()
-    workdir = out.parent / "run"
+    default = "bench-commands.json" if args.only == "commands" else "bench.json"
+    out: Path = (args.out or ROOT / "bench-out" / default).resolve()
+    workdir = out.parent / ("run-commands" if args.only == "commands" else "run")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     key = SigningKey.generate("bench")
@@ -908,7 +1066,14 @@ def run(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         # No persistence: its saves every second would be part of the latencies measured.
-        broker = stack.enter_context(Broker(workdir / "broker", persistence=False))
+        # 100 commands in flight need the broker to let 100 go to a client unacknowledged.
+        broker = stack.enter_context(
+            Broker(
+                workdir / "broker",
+                extra=f"max_inflight_messages {IN_FLIGHT}",
+                persistence=False,
+            )
+        )
         media = stack.enter_context(MediaServer())
         device_dir = workdir / DEVICE
         device_dir.mkdir()
@@ -925,7 +1090,12 @@ def run(args: argparse.Namespace) -> int:
             ),
             encoding="utf-8",
         )
-        python_args = ("-m", "cProfile", "-o", str(profile)) if args.profile else ()
+        stages = workdir / "stages.json"
+        python_args: tuple[str, ...] = ()
+        if args.profile:
+            python_args = ("-m", "cProfile", "-o", str(profile))
+        elif args.stages:
+            python_args = (str(SCRIPTS / "stage_times.py"), str(stages))
         agent = Agent(
             config, device_dir / "state" / "control.sock", device_dir / "agent.out", python_args
         )
@@ -942,12 +1112,30 @@ def run(args: argparse.Namespace) -> int:
             echo_out,
         )
         stack.callback(stop_process, echo, 5)
+        # The durable floor's database on the same disk as the agent's state.
+        durable_out = workdir / "durable-echo.out"
+        durable = spawn(
+            [
+                sys.executable,
+                str(SCRIPTS / "echo_floor.py"),
+                str(broker.port),
+                topics.dev(DURABLE, "cmd"),
+                topics.dev(DURABLE, "ack"),
+                "--durable",
+                str(workdir / "durable-floor.db"),
+            ],
+            durable_out,
+        )
+        stack.callback(stop_process, durable, 5)
         wait_for(lambda: "ready" in tail_text(echo_out), 10, "the echo client")
-        pinger = Pinger(broker.port, [topics.dev(DEVICE, "ack"), topics.dev(ECHO, "ack")])
+        wait_for(lambda: "ready" in tail_text(durable_out), 10, "the durable echo client")
+        replies = [topics.dev(name, "ack") for name in (DEVICE, ECHO, DURABLE)]
+        pinger = Pinger(broker.port, replies)
         stack.callback(pinger.close)
 
-        bench = Bench(args.pings, workdir, broker, agent, echo, pinger, key, media, config)
+        bench = Bench(args.pings, workdir, broker, agent, echo, durable, pinger, key, media, config)
         bench.screen_settle_s, bench.screen_window_s = args.screen_settle, args.screen_window
+        bench.stages = stages if args.stages else None
         time.sleep(SETTLE_S)
         bench.idle_kib = {"agent": proc_status_kib(agent.pid), "floor": proc_status_kib(echo.pid)}
         print(
@@ -956,7 +1144,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         try:
-            rows = [row(bench) for row in ROWS]
+            rows = [row(bench) for row in (COMMAND_ROWS if args.only == "commands" else ROWS)]
         except HarnessError as exc:
             raise HarnessError(f"{exc}\n-- agent output --\n{tail_text(agent.output)}") from None
         code = agent.stop()
@@ -969,7 +1157,9 @@ def run(args: argparse.Namespace) -> int:
             "\nNOTE: profiled run — the agent ran slower than normal; compare ratios only "
             "from a run without --profile.\n"
         )
-    extra = {"pings": args.pings, "profiled": bool(args.profile)}
+    extra: dict[str, Any] = {"pings": args.pings, "profiled": bool(args.profile)}
+    if args.only:
+        extra["only"] = args.only
     return write_report(out, workdir, started, rows, bench.details, extra)
 
 

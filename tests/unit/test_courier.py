@@ -160,3 +160,11 @@ def test_qos0_rows_do_not_use_the_window(store: Store, link: FakePublisher) -> N
     assert courier.pump() == 4
     assert courier.pump() == 2
     assert store.outbox_size() == 0
+
+
+def test_reads_the_outbox_only_when_it_has_new_rows(store: Store, link: FakePublisher) -> None:
+    fill(store, 2)
+    courier = Courier(store, link)
+    assert courier.pump() == 2
+    store.close()  # a query now would fail: pumping with nothing new must not ask
+    assert courier.pump() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -397,6 +398,25 @@ def test_link_events_move_the_outbox(rig: Rig) -> None:
     assert rig.store.outbox_size() == 1
     rig.director.handle(Delivered(published.mid, True, ""))
     assert rig.store.outbox_size() == 0
+
+
+def test_a_delivered_ack_leaves_the_file_without_a_commit_of_its_own(
+    rig: Rig, db_path: Path
+) -> None:
+    """The removal waits for the next transaction, or for the director's idle moment or end."""
+    link = FakePublisher()
+    rig.director.attach(link, lambda: 0)
+    rig.director.handle(Inbound(CMD_TOPIC, rig.signer.payload(document()), (7, 1, 1), False))
+    rig.director.pump()
+    [published] = link.published
+    rig.director.handle(Delivered(published.mid, True, ""))
+    assert rig.store.outbox_size() == 0
+    with sqlite3.connect(str(db_path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+    rig.director.post(Stop())
+    assert rig.director.run() == "stop"
+    with sqlite3.connect(str(db_path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
 def test_link_reset_hands_the_outbox_again(rig: Rig) -> None:

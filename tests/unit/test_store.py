@@ -129,6 +129,62 @@ def test_delivered_removes_only_that_row(store: Store) -> None:
     assert store.outbox_size() == 2
 
 
+def test_delivered_rows_leave_the_file_with_the_next_transaction(
+    store: Store, db_path: Path
+) -> None:
+    """A removal costs no commit of its own: it rides on the next transaction."""
+    for n in range(3):
+        store.enqueue("ack", f"t/{n}", b"x", 1, T0)
+    first, second, third = store.pending()
+    store.delivered(first.seq)
+    store.delivered(second.seq)
+    assert store.unwritten_deliveries == 2
+    with other_connection(db_path) as conn:  # still in the file, gone for the store's readers
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 3
+    assert [i.seq for i in store.pending(limit=1)] == [third.seq]
+    assert store.outbox_size() == 1
+    store.record(seen=("doc-00000003", T0 + 3600), now=T0)
+    assert store.unwritten_deliveries == 0
+    with other_connection(db_path) as conn:
+        rows = conn.execute("SELECT seq FROM outbox").fetchall()
+    assert rows == [(third.seq,)]
+
+
+def test_delivered_rows_stay_noted_when_the_transaction_fails(store: Store) -> None:
+    store.enqueue("ack", "t", b"x", 1, T0)
+    [item] = store.pending()
+    store.delivered(item.seq)
+    with pytest.raises(ValueError):
+        store.record(messages=[("ack", "t", b"x")], now=T0)  # type: ignore[list-item]
+    assert store.unwritten_deliveries == 1
+    assert store.pending() == []
+    store.flush_delivered()
+    assert store.unwritten_deliveries == 0
+    assert store.outbox_size() == 0
+
+
+def test_close_writes_the_noted_removals(db_path: Path) -> None:
+    store = Store(db_path)
+    store.enqueue("ack", "t", b"x", 1, T0)
+    [item] = store.pending()
+    store.delivered(item.seq)
+    store.close()
+    with other_connection(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+def test_last_seq_follows_the_outbox(store: Store, db_path: Path) -> None:
+    assert store.last_seq == 0
+    store.enqueue("ack", "t", b"x", 1, T0)
+    [item] = store.pending()
+    assert store.last_seq == item.seq
+    store.delivered(item.seq)
+    store.flush_delivered()
+    assert store.last_seq == item.seq  # the highest ever, not the highest left
+    store.close()
+    assert Store(db_path).last_seq == item.seq
+
+
 def test_sequence_numbers_are_not_reused(store: Store, db_path: Path) -> None:
     store.enqueue("ack", "t", b"1", 1, T0)
     [item] = store.pending()
