@@ -140,6 +140,7 @@ class Director:
         self.reconnects: Callable[[], int] = lambda: 0
         self.exit_reason: str | None = None
         self._reported: object = None
+        self._flush_failed = False
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
         self.updater = updater  # agent.update (agent/update.py); None: not offered
 
@@ -168,7 +169,9 @@ class Director:
         self._boot()
         while self.exit_reason is None:
             timeout = self._due_tickers()
-            if self.store.unwritten_deliveries:
+            if not self.store.unwritten_deliveries:
+                self._flush_failed = False  # another transaction carried them
+            elif not self._flush_failed:
                 timeout = min(timeout, IDLE_FLUSH_S)
             try:
                 event = self.inbox.get(timeout=timeout)
@@ -177,19 +180,24 @@ class Director:
                 continue
             try:
                 self.handle(event)
+                if not isinstance(event, Delivered):  # a removed outbox row changes nothing shown
+                    self.report_changes()
             except Exception:
                 log.exception("director failed to handle %s", type(event).__name__)
-            if not isinstance(event, Delivered):  # a removed outbox row changes nothing shown
-                self.report_changes()
             self.pump()
         self._flush_deliveries()
         return self.exit_reason
 
     def _flush_deliveries(self) -> None:
+        """Write the removals of delivered outbox rows that no transaction carried yet. After a
+        failure (a full disk) the next transaction carries them: no retry every 50 ms."""
         try:
             self.store.flush_delivered()
+            self._flush_failed = False
         except sqlite3.Error:
-            log.exception("removing delivered outbox rows failed; they are sent again")
+            if not self._flush_failed:
+                log.exception("removing delivered outbox rows failed; they are sent again")
+            self._flush_failed = True
 
     def report_changes(self) -> None:
         """Publish the status as soon as what plays, the live programs, the volume or the power

@@ -45,7 +45,7 @@ def answer(director: Director, req: Request) -> Answer:
                 return {"ok": False, "error": NO_SCREEN}
             return {"ok": True, "png": base64.b64encode(png).decode("ascii")}
         case "test-screen" | "screen":
-            card = float(_int(args, "seconds", 10)) if req.action == "test-screen" else None
+            card = _float(args, "seconds", 10.0) if req.action == "test-screen" else None
             info = conductor.screen_info(card)
             if info is None:
                 return {"ok": False, "error": NO_SCREEN}
@@ -88,6 +88,18 @@ def _int(args: dict[str, JsonValue], key: str, default: int) -> int:
         raise BadRequest(f"{key}: a number")
     try:
         return int(value)
+    except ValueError:
+        raise BadRequest(f"{key}: a number") from None
+
+
+def _float(args: dict[str, JsonValue], key: str, default: float) -> float:
+    value = args.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRequest(f"{key}: a number")
+    try:
+        return float(value)
     except ValueError:
         raise BadRequest(f"{key}: a number") from None
 

@@ -6,6 +6,7 @@ transaction, and the database runs in WAL mode with ``synchronous=FULL``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -189,7 +190,9 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
-        self.flush_delivered()
+        # Not written (a full disk): those rows are only sent again after the next start.
+        with contextlib.suppress(sqlite3.Error):
+            self.flush_delivered()
         with self._lock:
             self._db.close()
 

@@ -321,9 +321,9 @@ class Updater:
         while not self._results.empty():
             cmd, reason, detail = self._results.get()
             if reason:
-                self.journal.clear()
                 log.warning("agent.update %s failed: %s (%s)", cmd, reason, detail)
                 ports.ack(cmd, Status.FAILED, reason, self.redactor(detail))
+                self.journal.clear()  # only once its ack is written
             else:
                 log.info("agent.update %s: restarting into the new release", cmd)
                 ports.restart()
