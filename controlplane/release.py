@@ -5,7 +5,7 @@ Three sources of a slot:
 - ``--from-deb FILE.deb``: the slot inside a package built by ``make deb`` (a virtual
   environment made for ``/opt/ttcs-agent/releases/VERSION``; devices keep ``[update] root``
   at its default then);
-- ``--from-slot DIR``: such a slot directory (``debian/ttcs-agent/opt/ttcs-agent/releases/V``);
+- ``--from-slot DIR``: a release slot as the package build stages it (``…/releases/V``);
 - ``--from-tree``: the packages of this checkout (agent, player, protocol) with a
   ``bin/ttcs-agent`` that runs them on an interpreter already holding the dependencies
   (``--python``; developers and tests).
