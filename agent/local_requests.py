@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from agent import __version__
 from agent.events import JsonValue, Request
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from agent.director import Director
 
 Answer = dict[str, JsonValue]
+Number = TypeVar("Number", int, float)
 NO_SCREEN = "this agent has no screen ([screen] enabled?)"
 
 
@@ -39,13 +40,13 @@ def answer(director: Director, req: Request) -> Answer:
             usage = conductor.cache_usage()
             return {"ok": True, "evicted": evicted, "bytes": usage.bytes, "items": usage.items}
         case "screenshot":
-            width = _int(args, "max_width", 0)
+            width = _number(args, "max_width", 0)
             png = conductor.screenshot(width or None)
             if png is None:
                 return {"ok": False, "error": NO_SCREEN}
             return {"ok": True, "png": base64.b64encode(png).decode("ascii")}
         case "test-screen" | "screen":
-            card = _float(args, "seconds", 10.0) if req.action == "test-screen" else None
+            card = _number(args, "seconds", 10.0) if req.action == "test-screen" else None
             info = conductor.screen_info(card)
             if info is None:
                 return {"ok": False, "error": NO_SCREEN}
@@ -59,13 +60,13 @@ def answer(director: Director, req: Request) -> Answer:
             volume = conductor.volume
             return {"ok": True, "detail": f"playing on the loudspeakers at volume {volume}%"}
         case "volume":
-            percent = _int(args, "percent", -1)
+            percent = _number(args, "percent", -1)
             if not 0 <= percent <= 100:
                 return {"ok": False, "error": "volume: 0 to 100"}
             conductor.set_volume(percent)
             return {"ok": True}
         case "logs":
-            count = _int(args, "lines", 100)
+            count = _number(args, "lines", 100)
             lines: list[JsonValue] = [
                 *tail(director.config.paths.log_path, count, director.redactor)
             ]
@@ -80,26 +81,15 @@ def answer(director: Director, req: Request) -> Answer:
     return {"ok": False, "error": f"unknown action {req.action!r}"}
 
 
-def _int(args: dict[str, JsonValue], key: str, default: int) -> int:
+def _number(args: dict[str, JsonValue], key: str, default: Number) -> Number:
+    """``args[key]`` read as the type of ``default`` (int or float; a numeric string too)."""
     value = args.get(key, default)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise BadRequest(f"{key}: a number")
     try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"{key}: a number") from None
-
-
-def _float(args: dict[str, JsonValue], key: str, default: float) -> float:
-    value = args.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadRequest(f"{key}: a number")
-    try:
-        return float(value)
+        return type(default)(value)
     except ValueError:
         raise BadRequest(f"{key}: a number") from None
 
