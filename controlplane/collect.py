@@ -41,14 +41,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from controlplane.db import DatabaseError, redact
+from controlplane.errors import ControlError
 from controlplane.ingest import Message, Rejected, Report, device_topics, parse
 from controlplane.migrations import SchemaError
+from controlplane.session import broker_link
 from controlplane.store import Ingested, Store, now_ms
 from protocol import DEFAULT_PREFIX
-from protocol.broker import MqttConfig
 from protocol.link import LinkHandler, LinkSettings, MqttLink, Token
 
 log = logging.getLogger(__name__)
@@ -269,33 +268,18 @@ def _parser() -> argparse.ArgumentParser:
 def link_settings(args: argparse.Namespace) -> LinkSettings:
     """The collector's persistent, manually acknowledged session."""
     try:
-        mqtt = MqttConfig(
-            url=args.broker,
-            ca_file=args.ca_file,
-            cert_file=args.cert_file,
-            key_file=args.key_file,
-            username=args.username,
-            topic_prefix=args.prefix,
+        return broker_link(
+            args,
+            args.client_id,
+            persistent=True,
+            session_expiry_s=args.session_expiry,
+            subscriptions=subscriptions(args.prefix, args.group),
+            reconnect_min_s=0.5,
+            reconnect_max_s=5.0,
+            manual_ack=True,
         )
-    except ValidationError as exc:
-        raise CollectError(f"bad broker settings: {exc.errors()[0]['msg']}") from None
-    return LinkSettings(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=args.client_id,
-        tls=mqtt.tls,
-        ca_file=mqtt.ca_file,
-        cert_file=mqtt.cert_file,
-        key_file=mqtt.key_file,
-        username=args.username,
-        password=os.environ.get("TTCS_PASSWORD"),
-        persistent=True,
-        session_expiry_s=args.session_expiry,
-        subscriptions=subscriptions(args.prefix, args.group),
-        reconnect_min_s=0.5,
-        reconnect_max_s=5.0,
-        manual_ack=True,
-    )
+    except ControlError as exc:
+        raise CollectError(str(exc)) from None
 
 
 def collect(args: argparse.Namespace, stop: threading.Event) -> Ingested:

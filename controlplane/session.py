@@ -39,6 +39,34 @@ class _Collector(LinkHandler):
             self.messages.put((topic, payload))
 
 
+def broker_link(args: argparse.Namespace, client_id: str, **link: Any) -> LinkSettings:
+    """Link settings from the broker options every command takes (``--broker``, the TLS files,
+    ``--username``, ``--prefix``; the password from ``TTCS_PASSWORD``) and ``link``'s own."""
+    try:
+        mqtt = MqttConfig(
+            url=args.broker,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            username=args.username,
+            topic_prefix=args.prefix,
+        )
+    except ValidationError as exc:
+        raise ControlError(f"bad broker settings: {exc.errors()[0]['msg']}") from None
+    return LinkSettings(
+        host=mqtt.host,
+        port=mqtt.port,
+        client_id=client_id,
+        tls=mqtt.tls,
+        ca_file=mqtt.ca_file,
+        cert_file=mqtt.cert_file,
+        key_file=mqtt.key_file,
+        username=args.username,
+        password=os.environ.get("TTCS_PASSWORD"),
+        **link,
+    )
+
+
 class Session:
     """A short-lived MQTT session of the control plane.
 
@@ -56,28 +84,10 @@ class Session:
         persistent: bool = False,
         manual_ack: bool = False,
     ) -> None:
-        try:
-            mqtt = MqttConfig(
-                url=args.broker,
-                ca_file=args.ca_file,
-                cert_file=args.cert_file,
-                key_file=args.key_file,
-                username=args.username,
-                topic_prefix=args.prefix,
-            )
-        except ValidationError as exc:
-            raise ControlError(f"bad broker settings: {exc.errors()[0]['msg']}") from None
         self.collector = _Collector(keep_tokens=manual_ack)
-        settings = LinkSettings(
-            host=mqtt.host,
-            port=mqtt.port,
-            client_id=client_id or f"ttcs-control-{uuid.uuid4().hex[:12]}",
-            tls=mqtt.tls,
-            ca_file=mqtt.ca_file,
-            cert_file=mqtt.cert_file,
-            key_file=mqtt.key_file,
-            username=args.username,
-            password=os.environ.get("TTCS_PASSWORD"),
+        settings = broker_link(
+            args,
+            client_id or f"ttcs-control-{uuid.uuid4().hex[:12]}",
             persistent=persistent,
             subscriptions=subscriptions,
             reconnect_max_s=5.0,
