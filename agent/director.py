@@ -12,6 +12,7 @@ import contextlib
 import logging
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -143,6 +144,7 @@ class Director:
         self._flush_failed = False
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
         self.updater = updater  # agent.update (agent/update.py); None: not offered
+        self._thread = threading.get_ident()  # the thread that handles events (see ``run``)
 
     # ------------------------------------------------------------------ wiring
 
@@ -150,6 +152,13 @@ class Director:
         self.link = link
         self.courier = Courier(self.store, link)
         self.reconnects = reconnects
+        self.outbox.after_ack = self._ack_written
+
+    def _ack_written(self) -> None:
+        """An ack is durable: hand it to the link now, when on the director's own thread (the
+        courier is not thread-safe; elsewhere the director's next pass hands it over)."""
+        if threading.get_ident() == self._thread:
+            self.pump()
 
     def every(self, interval_s: float, action: Callable[[], None]) -> None:
         """Run ``action`` on the director's thread every ``interval_s`` seconds."""
@@ -166,6 +175,7 @@ class Director:
 
     def run(self) -> str:
         """Process events until asked to stop; return ``"stop"`` or ``"restart"``."""
+        self._thread = threading.get_ident()
         self._boot()
         while self.exit_reason is None:
             timeout = self._due_tickers()
