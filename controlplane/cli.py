@@ -156,6 +156,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fleet", parents=[conn], help="a table of every device's state")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--db",
+        default=env("TTCS_DB"),
+        help="read the store instead of the broker (sqlite:PATH, postgresql://…; env TTCS_DB)",
+    )
     p.set_defaults(func=cmd_fleet)
 
     p = sub.add_parser("watch", parents=[conn], help="print acks, events and playlogs")
