@@ -172,6 +172,7 @@ def act_migration(run: Run) -> None:
             (rows,) = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
             assert rows == 0, f"{table} holds {rows} rows after a clean stop"
             db.execute(f"DROP TABLE {table}")
+        db.execute("PRAGMA user_version = 0")  # releases before schema versions had none
     run.agent.start(wait_socket=False)
     time.sleep(run.rng.uniform(0, 1.5))  # the kill lands before, during or after the upgrade
 
