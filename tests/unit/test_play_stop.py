@@ -131,7 +131,10 @@ def test_a_stop_before_its_play_now_keeps_it_from_playing_also_after_a_restart(
     stop(show, "later-0001")
     assert statuses(show, "stop-play-01") == [("done", "not_found")]
     assert "will not be played if it comes" in details(show, "stop-play-01")[0]
-    again = make_show(tmp_path, store, now=show.rig.clock())  # a restart in between
+    show.conductor.close()
+    store.close()
+    reopened = Store(tmp_path / "state" / "agent.db")  # a restart in between
+    again = make_show(tmp_path, reopened, now=show.rig.clock())
     again.command("play.now", _play_now("muon"), "later-0001")
     assert statuses(again, "later-0001") == [("failed", "cancelled")]
     assert again.speaker.played == [] and again.screen.current is None
@@ -139,6 +142,7 @@ def test_a_stop_before_its_play_now_keeps_it_from_playing_also_after_a_restart(
         ("screen", "skipped", "cancelled"),
         ("speaker", "skipped", "cancelled"),
     ]
+    reopened.close()
 
 
 def test_a_withdrawn_play_now_saved_in_force_does_not_come_back_after_a_restart(
@@ -184,3 +188,17 @@ def test_a_single_command_is_decided_at_once(show: Show) -> None:
     show.command("play.now", {"bulletin": spoken("mot-minh")}, "alone-0001")
     current = show.speaker.current
     assert current is not None and current.key == "alone-0001#1"
+
+
+def test_a_power_cut_before_the_player_answered_the_stop_does_not_replay_it(
+    tmp_path: Path, store: Store
+) -> None:
+    show = make_show(tmp_path, store)
+    show.command("play.now", {"bulletin": spoken("cat-dien")}, "cut-000001")
+    show.speaker.deaf = True  # the stop is asked, the player never says it ended
+    stop(show, "cut-000001")
+    again = make_show(tmp_path, store, now=show.rig.clock())  # the power went
+    again.at(60)
+    assert again.speaker.played == []
+    [entry] = [e for e in entries(again) if e["bulletin"] == "cat-dien"]
+    assert (entry["outcome"], entry["replayed"]) == ("interrupted", False)
