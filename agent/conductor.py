@@ -64,6 +64,7 @@ class Conductor:
         wake: Callable[[datetime | None], None],
         clock: Callable[[], datetime],
         default_volume: int,
+        busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -77,6 +78,7 @@ class Conductor:
         self.wake = wake
         self.clock = clock
         self.default_volume = default_volume
+        self.busy = busy  # more events wait in the director's inbox
         self.programs = ProgramIntake(store, cache, jobs, ranks, outbox, clock)
         self.waiting = WaitingOverrides()
 
@@ -99,6 +101,14 @@ class Conductor:
 
     def on_override(self, env: Envelope, topic: str, seen: Seen) -> list[Ack]:
         """``play.now`` or ``emergency.start``: in force at once, or once its files are here."""
+        stopped = self.stage.stopped.get(env.id) if env.type == "play.now" else None
+        if stopped is not None:
+            # Its play.stop came first (a reconnection, a redelivery): it is not played.
+            log.warning("play.now %s was withdrawn by %s before it came", env.id, stopped.by)
+            detail = f"withdrawn by play.stop {stopped.by} before it came"
+            entries = self.stage.never_played(env, "cancelled")
+            ack = self.ack(env.id, Status.FAILED, "cancelled", detail, seen=seen, entries=entries)
+            return [ack]
         rank = self.ranks.of_command(topic)
         media = bulletin_media(env.body.bulletin)
         now = self.clock()
@@ -143,7 +153,35 @@ class Conductor:
             settings=self.stage.overrides_setting(),
         )
         self.cache.set_keep(self.keep())
-        self.reconcile()
+        self.decide()
+        return [ack]
+
+    def on_play_stop(self, env: Envelope, seen: Seen) -> list[Ack]:
+        """``play.stop``: the ``play.now`` ``ref`` is withdrawn wherever it is, and its id is
+        remembered (with the ack) so that it is not played if it comes later."""
+        ref, now = env.body.ref, self.clock()
+        self.stage.stopped.add(ref, env.id, env.expires_at, now)
+        stopped = self.stage.stopped.setting(now)
+        done = self.stage.withdraw(ref, now)
+        waiting = next((w for w in self.waiting if w.env.id == ref), None)
+        if waiting is not None and waiting.env.type == "play.now":
+            self.waiting.pop(ref)
+            self.jobs.cancel(ref)
+            why = f"withdrawn by play.stop {env.id}"
+            self._give_up(waiting.env, "cancelled", why, stopped)
+            done.files, done.bulletin = True, waiting.env.body.bulletin.id
+        log.info("play.stop %s: %s", env.id, done.detail(ref))
+        ack = self.ack(
+            env.id,
+            Status.DONE,
+            None if done.found else "not_found",
+            done.detail(ref),
+            seen=seen,
+            settings={**self.stage.overrides_setting(), **stopped},
+            entries=done.entries,
+        )
+        self.cache.set_keep(self.keep())
+        self.decide()
         return [ack]
 
     def on_content(self, result: ContentResult) -> None:
@@ -181,10 +219,20 @@ class Conductor:
             settings={**self.stage.overrides_setting(), **self.waiting.setting()},
         )
         self.cache.set_keep(self.keep())
-        self.reconcile()
+        self.decide()
         return ack
 
-    def _give_up(self, env: Envelope, reason: str, detail: str) -> None:
+    def decide(self) -> None:
+        """Decide now or, when more events wait in the director's inbox (the burst a broker
+        delivers at reconnection: a ``play.now`` and its ``play.stop``), right after them."""
+        if self.busy():
+            self.wake(self.clock())  # a Tick, queued behind them
+        else:
+            self.reconcile()
+
+    def _give_up(
+        self, env: Envelope, reason: str, detail: str, settings: Settings | None = None
+    ) -> None:
         """An accepted override that will never be in force: its ``failed`` ack and the play-log
         entries of what it would have played (``skipped``, ``reason``), in one transaction."""
         self.ack(
@@ -192,7 +240,7 @@ class Conductor:
             Status.FAILED,
             reason,
             detail,
-            settings=self.waiting.setting(),
+            settings={**self.waiting.setting(), **(settings or {})},
             entries=self.stage.never_played(env, reason),
         )
 
@@ -237,6 +285,8 @@ class Conductor:
                 return self.on_override(env, topic, seen)
             case "emergency.stop":
                 return self.on_emergency_stop(env, seen)
+            case "play.stop":
+                return self.on_play_stop(env, seen)
             case "volume.set":
                 body: VolumeSetBody = env.body
                 return [a for a in (self.set_volume(body.percent, env, seen),) if a is not None]

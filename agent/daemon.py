@@ -307,6 +307,7 @@ def build_conductor(
         wake,
         _utcnow,
         config.speaker.default_volume,
+        busy=inbox.waiting,  # decide after a burst of messages, not in its middle
     )
 
 

@@ -77,6 +77,7 @@ PLAYBACK_CAPABILITIES = (
     "play.now",
     "emergency.start",
     "emergency.stop",
+    "play.stop",
     "power.set",
     "screenshot",
     "stream.start",

@@ -118,6 +118,10 @@ class Inbox:
     def post(self, event: Event) -> None:
         self._queue.put(event)
 
+    def waiting(self) -> bool:
+        """Whether events wait to be taken out."""
+        return not self._queue.empty()
+
     def get(self, timeout: float | None) -> Event:
         """The next event (raises ``queue.Empty`` after ``timeout`` seconds)."""
         return self._queue.get(timeout=timeout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -82,6 +82,7 @@ class Loudspeakers:
         self._relaying: str | None = None  # what the speaker was last told to relay
         self._floor = Floor()
         self._stop_asked: datetime | None = None
+        self.withdrawn: Container[str] = frozenset()  # play.now ids a play.stop named
 
     # ------------------------------------------------------------------ boot
 
@@ -105,7 +106,8 @@ class Loudspeakers:
             if not token:
                 waiting.append(call)  # it had not sounded yet: it waits again, as it was
             elif token in {p.id for p in self.store.open_plays()}:
-                again = rules.replayable(call, now, Floor(), self.policy)
+                gone = frozenset({call.key} if self._withdrawn(call) else ())
+                again = rules.replayable(call, now, Floor(gone=gone), self.policy)
                 extra[token] = _fields(call, replayed=again is not None)
                 if again is not None:
                     waiting.append(again)
@@ -184,7 +186,7 @@ class Loudspeakers:
         calls = [*self.turns.waiting]
         if self.turns.speaking is not None:
             calls.append(self.turns.speaking)
-        gone = {c.key for c in calls if not _in_force(c, world, now)}
+        gone = {c.key for c in calls if not _in_force(c, world, now) or self._withdrawn(c)}
         live = {(e.ref, e.bulletin.id, bulletin_fingerprint(e.bulletin)) for e in world.entries}
         superseded = {
             c.key
@@ -200,6 +202,26 @@ class Loudspeakers:
             gone=frozenset(gone),
             superseded=frozenset(superseded),
         )
+
+    def _withdrawn(self, call: Call) -> bool:
+        return call.origin == "play_now" and call.ref in self.withdrawn
+
+    def withdraw(self, ref: str, item: PlayNow | None) -> tuple[bool, int, list[tuple[str, str]]]:
+        """``play.stop`` of ``ref`` (already in ``withdrawn``): whether it speaks (it is stopped
+        at the next step), how many of its announcements wait (skipped ``cancelled`` then), and
+        the ``skipped`` entries of those not taken in yet, for the caller's transaction."""
+        speaking = self.turns.speaking is not None and self._withdrawn(self.turns.speaking)
+        queued = sum(1 for c in self.turns.waiting if self._withdrawn(c))
+        entries = []
+        if item is not None and item.bulletin.speaker is not None:
+            for seq in range(1, item.repeat + 1):
+                key = f"{ref}#{seq}"
+                if key not in self.known:
+                    self.known[key] = self.recorder.clock()
+                    entries.append(
+                        self.recorder.skipped_entry(item.bulletin.id, "speaker", ref, "cancelled")
+                    )
+        return speaking, queued + len(entries), entries
 
     def _carry_out(self, action: rules.Action, now: datetime) -> bool:
         """Carry out one action; True when it saved the ledger (with its play-log write)."""

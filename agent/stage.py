@@ -34,6 +34,7 @@ from agent.playlog import PlaylogRecorder
 from agent.programs import Merged, bulletin_fingerprint, bulletin_media
 from agent.store import Settings, Store
 from agent.turns import Policy
+from agent.withdrawals import STOPPED_SETTING, StoppedPlays, Withdrawal
 from player.base import PlayEnded, PlayItem, PlayStarted, ScreenPlayer, SpeakerPlayer
 from protocol import (
     Bulletin,
@@ -110,6 +111,8 @@ class Stage:
         self.loudspeakers = Loudspeakers(
             store, speaker, recorder, media_path, policy or Policy(), event
         )
+        self.stopped = StoppedPlays(store.get_setting(STOPPED_SETTING))  # play.stop
+        self.loudspeakers.withdrawn = self.stopped
         self.showing: _Showing | None = None
         self.screen_on: bool | None = None
         # power.set: "on"/"off" force the screen, "auto" follows screen_hours.
@@ -159,6 +162,8 @@ class Stage:
                 # One unreadable record (an older format) must not keep the board from booting.
                 log.error("a saved override is unreadable and dropped: %s", exc)
                 continue
+            if env.id in self.stopped:
+                continue  # withdrawn (play.stop)
             self.add_override(env, rank, received, now, expire=False)
         self._expire(now)  # once all are back: each one's screen time is kept
 
@@ -199,6 +204,30 @@ class Stage:
         self.world = replace(self.world, emergencies=kept)
         self._expire(now, persist=False)  # the caller saves it with its ack
         return ended
+
+    def withdraw(self, ref: str, now: datetime) -> Withdrawal:
+        """``play.stop``: take the ``play.now`` ``ref`` (already in ``stopped``) off the
+        loudspeakers and the screen. What speaks or shows ends at the next ``reconcile``
+        (``interrupted``, not replayed), what waits is skipped ``cancelled``; the caller saves
+        the overrides and writes ``entries`` with its ack."""
+        item = next((p for p in self.world.play_now if p.id == ref), None)
+        speaking, queued, entries = self.loudspeakers.withdraw(ref, item)
+        done = Withdrawal(None, False, speaking, queued, entries=entries)
+        if item is None:
+            return done
+        done.bulletin = item.bulletin.id
+        screen = item.bulletin.screen
+        if screen is not None and self.world.showing == ref:
+            done.showing = True
+        elif screen is not None and self.world.shown.get(ref, 0) < screen.duration_ms * item.repeat:
+            done.screen_turn = True
+            entry = self.recorder.skipped_entry(item.bulletin.id, "screen", ref, "cancelled")
+            done.entries.append(entry)
+        play_now = tuple(p for p in self.world.play_now if p.id != ref)
+        self.world = replace(self.world, play_now=play_now)
+        self._docs.pop(ref, None)
+        self._expire(now, persist=False)
+        return done
 
     def never_played(self, env: Envelope, reason: str) -> list[tuple[str, str]]:
         """The ``skipped`` play-log entries of an accepted ``play.now`` or ``emergency.start``

@@ -202,6 +202,12 @@ class EmergencyStopBody(Doc):
     ref: DocId | None = None
 
 
+class PlayStopBody(Doc):
+    """An extension: withdraw the ``play.now`` whose command id is ``ref``, wherever it is."""
+
+    ref: DocId
+
+
 class StreamStartBody(Doc):
     url: Annotated[str, Field(pattern=STREAM_URL, max_length=2048)]
     channels: Annotated[list[Literal["speaker", "screen"]], Field(min_length=1, max_length=2)]
@@ -244,6 +250,7 @@ BODY_MODELS: dict[str, type[Doc]] = {
     "play.now": PlayNowBody,
     "emergency.start": EmergencyStartBody,
     "emergency.stop": EmergencyStopBody,
+    "play.stop": PlayStopBody,
     "stream.start": StreamStartBody,
     "stream.stop": EmptyBody,
     "volume.set": VolumeSetBody,

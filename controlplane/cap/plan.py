@@ -39,11 +39,14 @@ from protocol import (
     Level,
     Media,
     PlayNowBody,
+    PlayStopBody,
     describe_error,
     format_time,
 )
 
 _DRILLS = (Status.EXERCISE, Status.TEST)
+# What ends each kind of start (a play.stop is a v1 extension: older devices reject it).
+_STOPS = {"emergency.start": "emergency.stop", "play.now": "play.stop"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Command:
 
     ``id`` is stable (derived from the alert) and must be used as the document id; the
     envelope's ``expires_at`` is ``expires_at``. ``info`` is the index of the CAP info it
-    carries; ``stops`` is, for an ``emergency.stop``, the ``emergency.start`` it ends.
+    carries; ``stops`` is, for an ``emergency.stop`` or a ``play.stop``, the start it ends.
     """
 
     id: str
@@ -79,7 +82,7 @@ class Command:
 @dataclass(frozen=True)
 class Plan:
     """What an alert leads to: commands (maybe none), or a refusal; and notes on what was left
-    out and why (an expired info, an unusable resource, a play that cannot be withdrawn)."""
+    out and why (an expired info, an unusable resource, a start not stopped)."""
 
     now: datetime
     alert: Alert | None = None
@@ -241,12 +244,11 @@ class _Planner:
         return stops
 
     def _stop(self, identifier: str, started: Started) -> Command | None:
+        """The ``emergency.stop`` of an ``emergency.start``, the ``play.stop`` of a
+        ``play.now``, or None when it has ended already or must not be ended."""
         expires_at = started.expires_at
-        if started.type != "emergency.start":
-            self.notes.append(
-                f"{started.type} {started.id} of {identifier!r} cannot be withdrawn "
-                f"(it ends by itself by {format_time(expires_at)})"
-            )
+        if started.type not in _STOPS:
+            self.notes.append(f"{started.type} {started.id} of {identifier!r} cannot be withdrawn")
             return None
         if started.stopped_by is not None or expires_at <= self.now:
             return None  # ended already
@@ -254,13 +256,19 @@ class _Planner:
         if self.alert.status != Status.ACTUAL and group not in self.drill_groups:
             self.notes.append(
                 f"{self.alert.status} message: {started.target} is not a drill group, "
-                f"its emergency {started.id} is not stopped"
+                f"its {started.type} {started.id} is not stopped"
             )
             return None
-        body = EmergencyStopBody(ref=started.id).model_dump(mode="json", exclude_none=True)
+        kind = _STOPS[started.type]
+        stop: EmergencyStopBody | PlayStopBody
+        if kind == "emergency.stop":
+            stop = EmergencyStopBody(ref=started.id)
+        else:
+            stop = PlayStopBody(ref=started.id)
+        body = stop.model_dump(mode="json", exclude_none=True)
         return Command(
             id=command_id("stop", self.key, started.id),
-            type="emergency.stop",
+            type=kind,
             target=started.target,
             body=body,
             expires_at=expires_at,

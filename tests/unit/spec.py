@@ -24,6 +24,7 @@ COMMANDS = {
     "play.now",
     "emergency.start",
     "emergency.stop",
+    "play.stop",
     "stream.start",
     "stream.stop",
     "volume.set",
@@ -193,6 +194,9 @@ def body_problems(kind: str, body: Any) -> list[str]:
     if kind == "emergency.stop":
         ref = body.get("ref")
         return [] if ref is None or (isinstance(ref, str) and DOC_ID.match(ref)) else ["body.ref"]
+    if kind == "play.stop":
+        ref = body.get("ref")
+        return [] if isinstance(ref, str) and DOC_ID.match(ref) else ["body.ref"]
     if kind == "stream.start":
         url, channels = body.get("url"), body.get("channels")
         out = [] if isinstance(url, str) and STREAM_URL.match(url) else ["body.url"]

@@ -83,6 +83,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "play.now": {"bulletin": bulletin(), "repeat": 1},
     "emergency.start": {"bulletin": bulletin(level="emergency"), "repeat_every_s": 60},
     "emergency.stop": {},
+    "play.stop": {"ref": "play-now-0001"},
     "stream.start": {"url": "https://radio.example/live", "channels": ["speaker"]},
     "stream.stop": {},
     "volume.set": {"percent": 30},

@@ -55,6 +55,7 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
     ("play.now", {"bulletin": BULLETINS[0], "play_at": "2026-11-26T06:01:00Z", "repeat": 2}),
     ("emergency.start", {"bulletin": BULLETINS[2], "repeat_every_s": 600}),
     ("emergency.stop", {"ref": "01JDX3M7K2Q8"}),
+    ("play.stop", {"ref": "01JDX3M7K2Q8"}),
     ("stream.start", {"url": "https://radio.example.vn/live.mp3", "channels": ["speaker"]}),
     ("stream.stop", {}),
     ("volume.set", {"percent": 40}),

@@ -124,7 +124,8 @@ def test_parse_inbound_with_a_one_level_prefix() -> None:
 
 def test_every_command_type_has_a_body_model() -> None:
     assert set(COMMAND_TYPES) == {
-        "ping", "play.now", "emergency.start", "emergency.stop", "stream.start", "stream.stop",
+        "ping", "play.now", "emergency.start", "emergency.stop", "play.stop", "stream.start",
+        "stream.stop",
         "volume.set", "power.set", "screenshot", "logs.upload", "agent.restart",
         "agent.update",
     }  # fmt: skip

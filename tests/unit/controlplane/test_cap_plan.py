@@ -198,15 +198,55 @@ def test_a_priority_alert_is_a_play_now(ledger: Ledger, settings: CapSettings) -
     assert p.commands[0].expires_at == datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 
 
-def test_a_play_now_cannot_be_withdrawn(ledger: Ledger, settings: CapSettings) -> None:
-    send(plan("alert-storm-priority.xml", ledger, settings), ledger)
-    cancel = cap_file("cancel-flood.xml").replace(
-        b"<references>canhbao@kttv.gov.vn,KTTV-2026-1126-001,2026-11-26T13:00:00+07:00 ",
-        b"<references>canhbao@kttv.gov.vn,NCHMF-STORM-2026-14,2026-11-26T08:00:00+07:00 ",
+STORM_REF = b"<references>canhbao@kttv.gov.vn,NCHMF-STORM-2026-14,2026-11-26T08:00:00+07:00 "
+
+
+def test_a_cancel_withdraws_the_play_now_of_a_priority_alert(
+    ledger: Ledger, settings: CapSettings
+) -> None:
+    alert = plan("alert-storm-priority.xml", ledger, settings)
+    send(alert, ledger)
+    cancel_doc = cap_file("cancel-flood.xml").replace(
+        b"<references>canhbao@kttv.gov.vn,KTTV-2026-1126-001,2026-11-26T13:00:00+07:00 ", STORM_REF
     )
-    p = plan(cancel, ledger, settings)
-    assert p.refusal is None and p.commands == ()
-    assert any("cannot be withdrawn" in note for note in p.notes)
+    cancel = plan(cancel_doc, ledger, settings)
+    assert cancel.refusal is None and sent(cancel) == [("play.stop", "grp:hue-phu-hoi")]
+    [stop] = cancel.commands
+    assert stop.body == {"ref": alert.commands[0].id} and stop.stops == alert.commands[0].id
+    assert stop.expires_at == alert.commands[0].expires_at
+    assert stop.describe().startswith(f"play.stop grp:hue-phu-hoi {stop.id} until ")
+    key = SigningKey.generate("hcm-2026")
+    doc = make_document(key, stop.type, stop.target, stop.body, ttl_s=stop.ttl_s(NOW), now=NOW)
+    assert Envelope.model_validate(doc).body.ref == alert.commands[0].id
+    send(cancel, ledger)
+    again = cancel_doc.replace(b"KTTV-2026-1126-003", b"KTTV-2026-1126-004")
+    assert plan(again, ledger, settings).commands == ()  # withdrawn once: not again
+
+
+def test_an_update_of_a_priority_alert_withdraws_the_old_play_now(
+    ledger: Ledger, settings: CapSettings
+) -> None:
+    alert = plan("alert-storm-priority.xml", ledger, settings)
+    send(alert, ledger)
+    update_doc = (
+        cap_file("alert-storm-priority.xml")
+        .replace(
+            b"<identifier>NCHMF-STORM-2026-14</identifier>",
+            b"<identifier>NCHMF-STORM-2026-15</identifier>",
+        )
+        .replace(b"<msgType>Alert</msgType>", b"<msgType>Update</msgType>")
+        .replace(
+            b"<scope>Public</scope>",
+            b"<scope>Public</scope>" + STORM_REF.rstrip() + b"</references>",
+        )
+        .replace(b"approaching Thua Thien Hue", b"now over Thua Thien Hue")
+    )
+    update = plan(update_doc, ledger, settings, now=NOW + timedelta(hours=1))
+    assert update.refusal is None
+    # The new announcement first, then the old one withdrawn (wherever it waits or speaks).
+    assert sent(update) == [("play.now", "grp:hue-phu-hoi"), ("play.stop", "grp:hue-phu-hoi")]
+    assert update.commands[1].body == {"ref": alert.commands[0].id}
+    assert update.commands[0].body["bulletin"]["title"].endswith("now over Thua Thien Hue")
 
 
 def test_areas_with_different_texts_get_their_own_bulletins(
