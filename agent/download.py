@@ -30,6 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO
 from urllib.parse import urljoin, urlsplit
@@ -50,6 +52,8 @@ REASONS = frozenset({DOWNLOAD_FAILED, HASH_MISMATCH, SIZE_MISMATCH, BAD_URL, CAC
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
 MAX_BACKOFF_S = 30.0
+# A server's ``Retry-After`` (on 429 and 503) is obeyed up to this long.
+MAX_RETRY_AFTER_S = 600.0
 _HASH_BLOCK = 1 << 20
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # Answers worth another try: the server (or a proxy before it) is busy or briefly broken.
@@ -92,7 +96,31 @@ class FetchSettings:
 
 
 class _Retry(Exception):
-    """This attempt failed in a way that another attempt may cure."""
+    """This attempt failed in a way that another attempt may cure; ``after``: the server's
+    ``Retry-After``, in seconds."""
+
+    def __init__(self, message: str, after: float | None = None) -> None:
+        super().__init__(message)
+        self.after = after
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delay-seconds or an HTTP date), within
+    0..MAX_RETRY_AFTER_S; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(MAX_RETRY_AFTER_S, max(0.0, seconds))
 
 
 class _Restart(Exception):
@@ -286,10 +314,18 @@ class _Transfer:
                         DOWNLOAD_FAILED, f"{self.shown}: {exc} (after {used} attempts)"
                     ) from None
                 delay = min(MAX_BACKOFF_S, backoff_s * 2 ** (used - 1))
-                log.info("%s: %s; retrying in %.1f s", self.shown, exc, delay)
                 # Jitter: a district's devices that lost the link together do not all come back
-                # to the media server in the same instant.
-                sleep(delay * random.uniform(0.5, 1.0))
+                # to the media server in the same instant. A server that said when to come back
+                # is waited for at least that long (spread over a quarter more).
+                if exc.after is not None and exc.after > delay:
+                    delay = exc.after * random.uniform(1.0, 1.25)
+                else:
+                    delay *= random.uniform(0.5, 1.0)
+                log.info("%s: %s; retrying in %.1f s", self.shown, exc, delay)
+                if exc.after is not None and self.cancel is not None:
+                    self.cancel.wait(delay)  # a long wait: the agent's stop cuts it short
+                else:
+                    sleep(delay)
             except DownloadError as exc:
                 if exc.reason != DOWNLOAD_FAILED:
                     self._delete()
@@ -311,7 +347,8 @@ class _Transfer:
             if status == 416 and self.offset:
                 self._unsatisfiable(response)
             if status in _RETRY_STATUS:
-                raise _Retry(f"HTTP {status}")
+                after = response.headers.get("Retry-After") if status in (429, 503) else None
+                raise _Retry(f"HTTP {status}", retry_after(after))
             if status == 206 and self.offset:
                 self._check_range(response)
             elif status == 200:

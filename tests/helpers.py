@@ -313,7 +313,7 @@ class MediaServer:
         self.honour_ranges = True
         self.served: list[Served] = []
         self._cuts: list[int] = []
-        self._failures: list[int] = []
+        self._failures: list[tuple[int, str | None]] = []
         self._stall: tuple[int, threading.Event] | None = None
         self._releases: list[threading.Event] = []
         self._lock = threading.Lock()
@@ -340,10 +340,11 @@ class MediaServer:
         with self._lock:
             self._cuts.extend([n_bytes] * times)
 
-    def fail_with(self, status: int, times: int = 1) -> None:
-        """Answer the next ``times`` requests with ``status`` (e.g. 503) and no body."""
+    def fail_with(self, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (e.g. 503) and no body, with a
+        ``Retry-After`` header when given."""
         with self._lock:
-            self._failures.extend([status] * times)
+            self._failures.extend([(status, retry_after)] * times)
 
     def stall_after(self, n_bytes: int) -> threading.Event:
         """Hold the next response after ``n_bytes`` of body (0: right after its headers) until
@@ -389,7 +390,7 @@ class MediaServer:
             stall, self._stall = self._stall, None
             return cut, stall
 
-    def _next_failure(self) -> int | None:
+    def _next_failure(self) -> tuple[int, str | None] | None:
         with self._lock:
             return self._failures.pop(0) if self._failures else None
 
@@ -416,8 +417,13 @@ def _media_handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
                 return
             failure = server._next_failure()
             if failure is not None:
-                server._record(Served(path, rng, failure))
-                self.send_error(failure)
+                status, retry_after = failure
+                server._record(Served(path, rng, status))
+                self.send_response(status)
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             data = server.files.get(path)
             if data is None:

@@ -11,12 +11,20 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent.cache import ContentCache
-from agent.download import Downloader, DownloadError, FetchSettings, fetch
+from agent.download import (
+    MAX_RETRY_AFTER_S,
+    Downloader,
+    DownloadError,
+    FetchSettings,
+    fetch,
+    retry_after,
+)
 from protocol import Media
 from tests.helpers import ROOT, MediaServer, wait_for
 
@@ -412,3 +420,35 @@ def test_cache_full_evicts_nothing_and_downloads_nothing(
     assert len(server.served) == requests_before
     assert cache.usage() == (800_000, 2)
     cache.close()
+
+
+def test_retry_after_is_obeyed(server: MediaServer, tmp_path: Path) -> None:
+    """A busy server's Retry-After (seconds or an HTTP date) sets the wait, at least that long
+    and spread over a quarter more; bounded; a 500's header is not a request to wait."""
+    data = blob(10_000)
+    url = server.add("video.mp4", data)
+    server.fail_with(503, retry_after="120")
+    server.fail_with(429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT")  # in the past: no wait
+    server.fail_with(503, retry_after="86400")
+    server.fail_with(500, retry_after="300")
+    sleeps = Sleeps()
+    part = tmp_path / "x.part"
+    result = fetch(url, part, len(data), sha(data), attempts=5, sleep=sleeps)
+    assert part.read_bytes() == data and result.attempts_used == 5
+    assert [s.status for s in server.served] == [503, 429, 503, 500, 200]
+    first, second, third, fourth = sleeps.calls
+    assert 120 <= first <= 150
+    assert second <= 2.0  # the ordinary back-off (2 s, jittered)
+    assert MAX_RETRY_AFTER_S <= third <= MAX_RETRY_AFTER_S * 1.25
+    assert fourth <= 8.0
+
+
+def test_retry_after_values() -> None:
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    assert retry_after("30", now) == 30.0
+    assert retry_after("Thu, 03 Dec 2026 12:01:30 GMT", now) == 90.0
+    assert retry_after("Thu, 03 Dec 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after("99999999", now) == MAX_RETRY_AFTER_S
+    assert retry_after("soon", now) is None
+    assert retry_after("-5", now) is None
+    assert retry_after(None, now) is None
