@@ -197,10 +197,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--kind",
-        choices=("plays", "summary", "outcomes"),
+        choices=("plays", "summary", "outcomes", "commands"),
         default="plays",
         help="with --db: plays (the CSV of files), summary (per ward and day: hours on air, "
-        "emergencies) or outcomes (entries by outcome and reason)",
+        "emergencies), outcomes (entries by outcome and reason) or commands (each command "
+        "sent, with the devices done, failed, rejected, pending)",
     )
     p.add_argument("--since", type=date.fromisoformat, help="with --db: first local day")
     p.add_argument("--until", type=date.fromisoformat, help="with --db: last local day")

@@ -214,6 +214,9 @@ def _report_from_store(args: argparse.Namespace, tz: ZoneInfo) -> int:
             elif args.kind == "outcomes":
                 found = sql.outcomes(store, tz, args.since, args.until)
                 sql.write_outcomes_csv(found, out)
+            elif args.kind == "commands":
+                sent = sql.commands(store, tz, args.since, args.until)
+                sql.write_commands_csv(sent, out)
             else:
                 sql.write_csv(sql.plays(store, tz, args.since, args.until), out)
     except (DatabaseError, SchemaError, ValueError) as exc:

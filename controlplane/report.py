@@ -1,6 +1,6 @@
 """Reports from the store, in SQL: plays per ward, device, bulletin, channel and local day (the
 CSV of ``controlplane.files_report``, same columns and meaning), a per-ward daily summary (hours
-on air, emergencies), and outcomes by reason.
+on air, emergencies), outcomes by reason, and the commands sent with the devices' answers.
 
 Local days: the time zone is a report parameter, and SQLite knows no time zones, so the days
 are computed here — each local day of the period as ``[start_ms, end_ms)`` in UTC, exact across
@@ -29,14 +29,18 @@ from controlplane.store import Store
 
 __all__ = [
     "COLUMNS",
+    "COMMAND_COLUMNS",
     "OUTCOME_COLUMNS",
     "SUMMARY_COLUMNS",
+    "CommandRow",
     "DaySummary",
     "OutcomeRow",
+    "commands",
     "local_days",
     "outcomes",
     "plays",
     "summary",
+    "write_commands_csv",
     "write_csv",
     "write_outcomes_csv",
     "write_summary_csv",
@@ -50,6 +54,9 @@ TAKEN = ("accepted", "done")
 
 SUMMARY_COLUMNS = ("ward", "day", "speaker_plays", "hours_on_air", "emergencies")
 OUTCOME_COLUMNS = ("ward", "device", "channel", "day", "outcome", "reason", "entries")
+COMMAND_COLUMNS = (
+    "day", "issued_at", "id", "type", "target", "devices", "done", "failed", "rejected", "pending",
+)  # fmt: skip
 
 _WARD = "COALESCE(p.ward, dv.ward, '')"
 
@@ -102,6 +109,33 @@ class OutcomeRow:
             self.reason,
             str(self.entries),
         ]
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    """One command the control plane sent (recorded before publishing) and how the devices
+    answered: ``devices`` that acked it at all; ``pending``: of those, the ones whose last word
+    was ``accepted`` (no outcome yet). Devices that never answered are not in the store: the
+    fan-out view (``send``) names them while it waits."""
+
+    day: date
+    issued_at: str
+    id: str
+    type: str
+    target: str
+    devices: int
+    done: int
+    failed: int
+    rejected: int
+
+    @property
+    def pending(self) -> int:
+        return self.devices - self.done - self.failed - self.rejected
+
+    def cells(self) -> list[str]:
+        counts = (self.devices, self.done, self.failed, self.rejected, self.pending)
+        head = [self.day.isoformat(), self.issued_at, self.id, self.type, self.target]
+        return head + [str(n) for n in counts]
 
 
 def local_days(tz: tzinfo, first: date, last: date) -> list[tuple[str, int, int]]:
@@ -270,6 +304,41 @@ def outcomes(
         OutcomeRow(w, d, c, date.fromisoformat(day), o, r, int(n)) for w, d, c, day, o, r, n in rows
     ]
     return sorted(result, key=lambda r: (r.ward, r.device, r.channel, r.day, r.outcome, r.reason))
+
+
+def commands(
+    store: Store, tz: tzinfo, since: date | None = None, until: date | None = None
+) -> list[CommandRow]:
+    """The commands issued in the period, oldest first, each with its answers."""
+    with store.db.transaction() as tx:
+        days = _days(tx, tz, since, until)
+        if not days:
+            return []
+        values, params = _values(days)
+        rows = tx.rows(
+            f"""WITH days (day, lo, hi) AS (VALUES {values})
+            SELECT days.day, c.issued_at, c.id, c.type, c.target,
+                COUNT(DISTINCT a.device),
+                COUNT(DISTINCT CASE WHEN a.status = 'done' THEN a.device END),
+                COUNT(DISTINCT CASE WHEN a.status = 'failed' THEN a.device END),
+                COUNT(DISTINCT CASE WHEN a.status = 'rejected' THEN a.device END),
+                c.issued_ms
+            FROM commands c
+            JOIN days ON c.issued_ms >= days.lo AND c.issued_ms < days.hi
+            LEFT JOIN acks a ON a.cmd = c.id
+            GROUP BY days.day, c.issued_at, c.id, c.type, c.target, c.issued_ms
+            ORDER BY c.issued_ms, c.id""",  # noqa: S608
+            params,
+        )
+    return [
+        CommandRow(date.fromisoformat(day), at, cid, kind, target, *map(int, counts))
+        for day, at, cid, kind, target, *counts, _ in rows
+    ]
+
+
+def write_commands_csv(rows: Iterable[CommandRow], out: TextIO) -> None:
+    """The commands and their answers as CSV with a header line (``COMMAND_COLUMNS``)."""
+    _write(COMMAND_COLUMNS, (r.cells() for r in rows), out)
 
 
 def write_summary_csv(rows: Iterable[DaySummary], out: TextIO) -> None:

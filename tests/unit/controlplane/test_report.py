@@ -256,3 +256,38 @@ def test_csv_writers() -> None:
         f"w,{DEV1},screen,2026-11-26,skipped,'=cmd(),2",
     ]
     assert report.COLUMNS == file_report.COLUMNS
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_commands_with_their_answers(store: Store) -> None:
+    now = datetime(2026, 11, 26, 1, tzinfo=UTC)
+    bulletin = {"id": "kc-01", "title": "Bão", "speaker": {"kind": "tts", "text": "Bão."}}
+    start = make_document(KEY, "emergency.start", "grp:q10", {"bulletin": bulletin}, now=now)
+    ping = make_document(KEY, "ping", "dev:" + DEV1, {}, now=now + timedelta(minutes=1))
+    quiet = make_document(KEY, "ping", "dev:" + DEV2, {}, now=now + timedelta(minutes=2))
+    for doc in (start, ping, quiet):
+        store.record_command(doc, "ttcs/v1/x/cmd")
+
+    def ack(device: str, cmd: str, status: str, at: str = "2026-11-26T01:00:01Z") -> None:
+        doc = {"v": 1, "cmd": cmd, "status": status, "at": at}
+        store.ingest([rep(device, "ack", doc)])
+
+    ack(DEV1, start["id"], "accepted")
+    ack(DEV1, start["id"], "done", "2026-11-26T01:00:02Z")
+    ack(DEV1, start["id"], "done", "2026-11-26T01:00:02Z")  # redelivered: stored once
+    ack(DEV2, start["id"], "accepted")  # no outcome yet
+    ack(DEV3, start["id"], "failed")
+    ack(DEV1, ping["id"], "rejected")
+    assert [r.cells()[2:] for r in report.commands(store, HCM)] == [
+        [start["id"], "emergency.start", "grp:q10", "3", "1", "1", "0", "1"],
+        [ping["id"], "ping", "dev:" + DEV1, "1", "0", "0", "1", "0"],
+        [quiet["id"], "ping", "dev:" + DEV2, "0", "0", "0", "0", "0"],
+    ]
+    first = report.commands(store, HCM)[0]
+    assert first.day == date(2026, 11, 26) and first.issued_at == start["issued_at"]
+    out = io.StringIO()
+    report.write_commands_csv(report.commands(store, HCM), out)
+    assert out.getvalue().splitlines()[0] == ",".join(report.COMMAND_COLUMNS)
+    assert report.commands(store, HCM, date(2026, 11, 27), date(2026, 11, 27)) == []
