@@ -156,13 +156,12 @@ def plays(
     """The rows of the plays CSV (``controlplane.files_report.COLUMNS``), sorted, for local days
     ``since``..``until`` (inclusive; default: every day with an entry)."""
     with store.db.transaction() as tx:
-        days = _days(tx, tz, since, until)
-        if not days:
+        days = _Days(tx, tz, since, until)
+        if not days.bounds:
             return []
-        values, params = _values(days)
         marks = ", ".join("?" for _ in PLAY_OUTCOMES)
-        rows = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values})
+        rows = days.rows(
+            f"""
             SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day,
                 SUM(CASE WHEN p.outcome IN ({marks}) THEN 1 ELSE 0 END),
                 SUM(CASE WHEN p.outcome = 'completed' THEN 1 ELSE 0 END),
@@ -176,10 +175,10 @@ def plays(
             LEFT JOIN devices dv ON dv.device = p.device
             WHERE p.outcome IN ({marks}, 'skipped')
             GROUP BY {_WARD}, p.device, p.bulletin, p.channel, days.day""",  # noqa: S608
-            (*params, *PLAY_OUTCOMES, *PLAY_OUTCOMES, *PLAY_OUTCOMES),
+            (*PLAY_OUTCOMES, *PLAY_OUTCOMES, *PLAY_OUTCOMES),
         )
-        skips = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values})
+        skips = days.rows(
+            f"""
             SELECT {_WARD}, p.device, p.bulletin, p.channel, days.day,
                 COALESCE(p.reason, 'unknown'), COUNT(*)
             FROM playlog p
@@ -188,7 +187,6 @@ def plays(
             WHERE p.outcome = 'skipped'
             GROUP BY {_WARD}, p.device, p.bulletin, p.channel, days.day,
                 COALESCE(p.reason, 'unknown')""",  # noqa: S608
-            params,
         )
     reasons: dict[tuple[str, ...], list[tuple[str, int]]] = {}
     for ward, device, bulletin, channel, day, why, n in skips:
@@ -220,15 +218,14 @@ def summary(
 ) -> list[DaySummary]:
     """Per ward and local day: speaker plays, hours on air, emergencies (``DaySummary``)."""
     with store.db.transaction() as tx:
-        days = _days(tx, tz, since, until)
-        if not days:
+        days = _Days(tx, tz, since, until)
+        if not days.bounds:
             return []
-        values, params = _values(days)
         on_air = ", ".join("?" for _ in ON_AIR_OUTCOMES)
         # Gaps and islands: in start order, a play that begins after every earlier one of the
         # ward and day has ended starts a new island; on air is the sum of the islands' spans.
-        air = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values}),
+        air = days.rows(
+            f""",
             s AS (
                 SELECT {_WARD} AS ward, days.day AS day, p.started_ms AS lo,
                     p.started_ms + p.duration_ms AS hi
@@ -253,11 +250,11 @@ def summary(
                 FROM g GROUP BY ward, day, island
             )
             SELECT ward, day, SUM(n), SUM(span) FROM i GROUP BY ward, day""",  # noqa: S608
-            (*params, *ON_AIR_OUTCOMES),
+            ON_AIR_OUTCOMES,
         )
         taken = ", ".join("?" for _ in TAKEN)
-        emergencies = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values}),
+        emergencies = days.rows(
+            f""",
             e AS (
                 SELECT DISTINCT COALESCE(dv.ward, '') AS ward, days.day AS day, c.id AS id
                 FROM commands c
@@ -267,7 +264,7 @@ def summary(
                 WHERE c.type = 'emergency.start' AND a.status IN ({taken})
             )
             SELECT ward, day, COUNT(*) FROM e GROUP BY ward, day""",  # noqa: S608
-            (*params, *TAKEN),
+            TAKEN,
         )
     totals: dict[tuple[str, str], list[int]] = {}
     for ward, day, n, span in air:
@@ -285,12 +282,11 @@ def outcomes(
 ) -> list[OutcomeRow]:
     """Entries per ward, device, channel, local day, outcome and reason (every outcome)."""
     with store.db.transaction() as tx:
-        days = _days(tx, tz, since, until)
-        if not days:
+        days = _Days(tx, tz, since, until)
+        if not days.bounds:
             return []
-        values, params = _values(days)
-        rows = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values})
+        rows = days.rows(
+            f"""
             SELECT {_WARD}, p.device, p.channel, days.day, p.outcome,
                 COALESCE(p.reason, ''), COUNT(*)
             FROM playlog p
@@ -298,7 +294,6 @@ def outcomes(
             LEFT JOIN devices dv ON dv.device = p.device
             GROUP BY {_WARD}, p.device, p.channel, days.day, p.outcome,
                 COALESCE(p.reason, '')""",  # noqa: S608
-            params,
         )
     result = [
         OutcomeRow(w, d, c, date.fromisoformat(day), o, r, int(n)) for w, d, c, day, o, r, n in rows
@@ -311,12 +306,11 @@ def commands(
 ) -> list[CommandRow]:
     """The commands issued in the period, oldest first, each with its answers."""
     with store.db.transaction() as tx:
-        days = _days(tx, tz, since, until)
-        if not days:
+        days = _Days(tx, tz, since, until)
+        if not days.bounds:
             return []
-        values, params = _values(days)
-        rows = tx.rows(
-            f"""WITH days (day, lo, hi) AS (VALUES {values})
+        rows = days.rows(
+            """
             SELECT days.day, c.issued_at, c.id, c.type, c.target,
                 COUNT(DISTINCT a.device),
                 COUNT(DISTINCT CASE WHEN a.status = 'done' THEN a.device END),
@@ -327,8 +321,7 @@ def commands(
             JOIN days ON c.issued_ms >= days.lo AND c.issued_ms < days.hi
             LEFT JOIN acks a ON a.cmd = c.id
             GROUP BY days.day, c.issued_at, c.id, c.type, c.target, c.issued_ms
-            ORDER BY c.issued_ms, c.id""",  # noqa: S608
-            params,
+            ORDER BY c.issued_ms, c.id""",
         )
     return [
         CommandRow(date.fromisoformat(day), at, cid, kind, target, *map(int, counts))
@@ -363,30 +356,37 @@ def _inert(cell: str) -> str:
     return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
-def _days(
-    tx: Transaction, tz: tzinfo, since: date | None, until: date | None
-) -> list[tuple[str, int, int]]:
-    """The local days of the period: given, or from the first to the last entry or command."""
-    if since is None or until is None:
-        row = tx.one(
-            """SELECT MIN(lo), MAX(hi) FROM (
-                SELECT MIN(started_ms) AS lo, MAX(started_ms) AS hi FROM playlog
-                UNION ALL SELECT MIN(issued_ms), MAX(issued_ms) FROM commands
-            ) spans"""
+class _Days:
+    """The local days of a report's period, for queries in one transaction: given, or from the
+    first to the last entry or command; ``rows`` puts them before its SQL as the table
+    ``days (day, lo, hi)``."""
+
+    def __init__(self, tx: Transaction, tz: tzinfo, since: date | None, until: date | None):
+        self.tx = tx
+        if since is None or until is None:
+            row = tx.one(
+                """SELECT MIN(lo), MAX(hi) FROM (
+                    SELECT MIN(started_ms) AS lo, MAX(started_ms) AS hi FROM playlog
+                    UNION ALL SELECT MIN(issued_ms), MAX(issued_ms) FROM commands
+                ) spans"""
+            )
+            if row is None or row[0] is None:
+                self.bounds: list[tuple[str, int, int]] = []
+                return
+            since = since or _local_date(int(row[0]), tz)
+            until = until or _local_date(int(row[1]), tz)
+        self.bounds = local_days(tz, since, until) if since <= until else []
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """``sql`` follows ``WITH days (…) AS (VALUES …)``: more tables (``, t AS (…)``), then the
+        query; ``params`` are its own."""
+        values = ", ".join("(?, ?, ?)" for _ in self.bounds)
+        flat = [value for day in self.bounds for value in day]
+        return self.tx.rows(
+            f"WITH days (day, lo, hi) AS (VALUES {values}){sql}",
+            (*flat, *params),
         )
-        if row is None or row[0] is None:
-            return []
-        since = since or _local_date(int(row[0]), tz)
-        until = until or _local_date(int(row[1]), tz)
-    return local_days(tz, since, until) if since <= until else []
 
 
 def _local_date(ms: int, tz: tzinfo) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date()
-
-
-def _values(days: list[tuple[str, int, int]]) -> tuple[str, list[Any]]:
-    params: list[Any] = []
-    for day in days:
-        params.extend(day)
-    return ", ".join("(?, ?, ?)" for _ in days), params
