@@ -19,6 +19,7 @@ import requests
 
 from controlplane.cap import CapConfigError, CapSettings, Ledger, Plan, load_settings, plan_alert
 from controlplane.cap.feed import FeedError, alert_links
+from controlplane.db import redact
 from controlplane.errors import ControlError
 from controlplane.fanout import FanOut
 from controlplane.keys import SigningKey, make_document
@@ -41,16 +42,24 @@ def _settings(path: Path) -> CapSettings:
         raise ControlError(str(exc)) from None
 
 
-def _ledger(settings: CapSettings, dry_run: bool) -> Ledger:
-    if settings.ledger is None:
-        if dry_run:
+def _ledger(settings: CapSettings, args: argparse.Namespace) -> Ledger:
+    """The ledger: in the control plane's store (``--db`` / env TTCS_DB), else in the file
+    ``[cap] ledger``; a dry run without either reads an empty one."""
+    from controlplane.db import DatabaseError
+    from controlplane.migrations import SchemaError
+
+    where: str | Path | None = args.db or settings.ledger
+    if where is None:
+        if args.dry_run:
             return Ledger.open(":memory:")
-        raise ControlError("[cap] ledger: set the ledger file (it makes each alert act once)")
+        raise ControlError(
+            "no ledger: give the control plane's store (--db, env TTCS_DB) or set [cap] ledger "
+            "(it makes each alert act once)"
+        )
     try:
-        settings.ledger.parent.mkdir(parents=True, exist_ok=True)
-        return Ledger.open(settings.ledger)
-    except OSError as exc:
-        raise ControlError(f"cannot open the ledger {settings.ledger}: {exc}") from None
+        return Ledger.open(where)
+    except (DatabaseError, SchemaError, ValueError, OSError) as exc:
+        raise ControlError(f"cannot open the ledger {redact(str(where))}: {exc}") from None
 
 
 def _log(line: str) -> None:
@@ -68,7 +77,7 @@ def act_on(
     media = None
     if settings.media_dir is not None and settings.media_url is not None:
         media = MediaFolder(settings.media_dir, settings.media_url, store=not args.dry_run)
-    with _ledger(settings, args.dry_run) as ledger:
+    with _ledger(settings, args) as ledger:
         plan = plan_alert(document, settings, ledger, now, media)
         if not watching or args.dry_run:
             for line in plan.describe():
@@ -175,7 +184,7 @@ def cmd_cap_watch(args: argparse.Namespace) -> int:
     """Look at the feed or folder every ``--interval`` seconds; act on each new alert once.
     A feed that cannot be read is tried again later, the pause doubling up to 10 minutes."""
     settings = _settings(args.config)
-    _ledger(settings, args.dry_run).close()  # a ledger that cannot be opened stops us now
+    _ledger(settings, args).close()  # a ledger that cannot be opened stops us now
     end = time.monotonic() + args.duration if args.duration else None
     done: set[str] = set()
     pause = args.interval

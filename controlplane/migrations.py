@@ -162,6 +162,45 @@ MIGRATIONS: tuple[Migration, ...] = (
                     THEN (raw -> 'replayed')::boolean END""",
         ),
     ),
+    Migration(
+        3,
+        "the CAP ledger: alerts acted on, their references, the commands they started",
+        (
+            # One row per alert acted on (sender + identifier: acted on once); times as
+            # RFC 3339 text, as the alerts give them.
+            """CREATE TABLE cap_alert (
+                sender TEXT NOT NULL,
+                identifier TEXT NOT NULL,
+                sent TEXT NOT NULL,
+                status TEXT NOT NULL,
+                msg_type TEXT NOT NULL,
+                recorded_at TEXT NOT NULL,
+                keep_until TEXT NOT NULL,
+                PRIMARY KEY (sender, identifier)
+            )""",
+            """CREATE TABLE cap_reference (
+                sender TEXT NOT NULL,
+                identifier TEXT NOT NULL,
+                ref_sender TEXT NOT NULL,
+                ref_identifier TEXT NOT NULL,
+                PRIMARY KEY (sender, identifier, ref_sender, ref_identifier)
+            )""",
+            "CREATE INDEX cap_reference_ref ON cap_reference (ref_sender, ref_identifier)",
+            # ``stops``: the command this one ends; ``stopped_by``: the one that ended it.
+            """CREATE TABLE cap_command (
+                id TEXT PRIMARY KEY,
+                sender TEXT NOT NULL,
+                identifier TEXT NOT NULL,
+                seq {int} NOT NULL,
+                type TEXT NOT NULL,
+                target TEXT NOT NULL,
+                expires_at TEXT NOT NULL,
+                stops TEXT,
+                stopped_by TEXT
+            )""",
+            "CREATE INDEX cap_command_alert ON cap_command (sender, identifier)",
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -3,7 +3,7 @@
 The API for the control plane's commands (``ttcs-control cap …``)::
 
     settings = load_settings(Path("/etc/ttcs-control/control.toml"))
-    with Ledger.open("/var/lib/ttcs-control/cap.sqlite") as ledger:
+    with Ledger.open("postgresql://ttcs@db.q10/ttcs") as ledger:  # the control plane's store
         now = datetime.now(UTC)
         plan = plan_alert(xml_bytes, settings, ledger, now, publish_media)
         if plan.refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from tests.unit.controlplane.conftest import KTTV, NOW, cap_file
 
 ALERT = "KTTV-2026-1126-001"
 UPDATE = "KTTV-2026-1126-002"
+
+
+@pytest.fixture
+def ledger(store_url: str) -> Iterator[Ledger]:
+    """The ledger in the control plane's store, once on SQLite and once on PostgreSQL."""
+    with Ledger.open(store_url) as opened:
+        yield opened
 
 
 def test_a_recorded_alert_is_seen_with_what_it_started(
