@@ -8,6 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k verify -x"`.
 PYTEST_ARGS ?=
+# `make test` runs the test files in this many processes (pytest-xdist, one file per process at
+# a time: most integration tests wait on brokers, agents and disks rather than compute).
+# TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 3
 # SIGKILL rounds of tests/integration/test_power_cuts.py in `make chaos` (`make test` runs 10).
 CHAOS_ROUNDS ?= 500
 # Inputs over the fuzz targets for `make fuzz` (`make test` runs 2,000).
@@ -27,8 +31,8 @@ help: ## list the targets
 setup: ## install missing Debian packages (apt) and the Python virtualenv .venv
 	@scripts/setup
 
-test: setup ## run the test suite (real Mosquitto, no 'slow' tests)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup ## run the test suite (real Mosquitto, no 'slow' tests), TEST_WORKERS processes
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 chaos: setup ## the long runs kept out of `make test` (CHAOS_ROUNDS=500 power cuts, …); tables
 	TTCS_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=config_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[common], help="run the agent in the foreground")
+    sub.add_parser(
+        "slots-apply", parents=[common], help="(root) do the agent's pending slot request"
+    )
     status = sub.add_parser("status", parents=[common], help="what the running agent is doing")
     status.add_argument("--json", action="store_true", help="machine-readable status")
     cfg = sub.add_parser("config", parents=[common], help="configuration tools")
@@ -120,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
             return 0
+        if args.command == "slots-apply":
+            from agent.installer import apply_pending
+
+            return apply_pending(config)
         if args.command == "status":
             return _status(config, args.json)
         if args.command == "logs":

@@ -229,6 +229,11 @@ class UpdateConfig(_Section):
     min_free_mb: StrictInt = Field(default=200, ge=0, le=1024**2)
     # Slots kept besides the current one (the previous, to return to); older ones are removed.
     keep_previous: StrictInt = Field(default=1, ge=1, le=10)
+    # Who writes ROOT's slots: "direct" (the agent itself), "helper" (the root-side unit
+    # ttcs-agent-slots.path of the package), "auto" (direct when ROOT/releases is writable).
+    installer: Literal["auto", "direct", "helper"] = "auto"
+    # How long the agent waits for the helper's answer to one request (an install unpacks).
+    installer_timeout_s: StrictInt = Field(default=300, ge=5, le=3600)
 
 
 class LogConfig(_Section):

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -66,6 +67,9 @@ NEWLINE = b"\n"
 # Removals of delivered outbox rows ride on the next transaction; after this long without an
 # event they get a commit of their own.
 IDLE_FLUSH_S = 0.05
+# The status comparison after an event waits this long for the inbox to fall quiet, so the
+# link thread writes the ack first (it needs the GIL the comparison would hold).
+SHOWN_DELAY_S = 0.002
 RELOADABLE = ("trust", "log")  # what SIGHUP applies; everything else needs a restart
 CAPABILITIES = ("ping", "volume.set", "logs.upload", "agent.restart", "agent.update")
 PLAYBACK_CAPABILITIES = (
@@ -141,8 +145,10 @@ class Director:
         self.exit_reason: str | None = None
         self._reported: object = None
         self._flush_failed = False
+        self._shown_due: float | None = None  # when the status comparison became due
         self._tickers: list[tuple[float, float, Callable[[], None]]] = []
         self.updater = updater  # agent.update (agent/update.py); None: not offered
+        self._thread = threading.get_ident()  # the thread that handles events (see ``run``)
 
     # ------------------------------------------------------------------ wiring
 
@@ -150,6 +156,13 @@ class Director:
         self.link = link
         self.courier = Courier(self.store, link)
         self.reconnects = reconnects
+        self.outbox.after_ack = self._ack_written
+
+    def _ack_written(self) -> None:
+        """An ack is durable: hand it to the link now, when on the director's own thread (the
+        courier is not thread-safe; elsewhere the director's next pass hands it over)."""
+        if threading.get_ident() == self._thread:
+            self.pump()
 
     def every(self, interval_s: float, action: Callable[[], None]) -> None:
         """Run ``action`` on the director's thread every ``interval_s`` seconds."""
@@ -166,6 +179,7 @@ class Director:
 
     def run(self) -> str:
         """Process events until asked to stop; return ``"stop"`` or ``"restart"``."""
+        self._thread = threading.get_ident()
         self._boot()
         while self.exit_reason is None:
             timeout = self._due_tickers()
@@ -173,18 +187,26 @@ class Director:
                 self._flush_failed = False  # another transaction carried them
             elif not self._flush_failed:
                 timeout = min(timeout, IDLE_FLUSH_S)
+            if self._shown_due is not None:
+                left = self._shown_due + SHOWN_DELAY_S - self.monotonic()
+                if left <= 0:  # a busy inbox does not put the status off for long
+                    self._report_due()
+                else:
+                    timeout = min(timeout, left)
             try:
                 event = self.inbox.get(timeout=timeout)
             except queue.Empty:
+                self._report_due()
                 self._flush_deliveries()
                 continue
             try:
                 self.handle(event)
-                if not isinstance(event, Delivered):  # a removed outbox row changes nothing shown
-                    self.report_changes()
             except Exception:
                 log.exception("director failed to handle %s", type(event).__name__)
+            if not isinstance(event, Delivered) and self._shown_due is None:
+                self._shown_due = self.monotonic()  # a removed outbox row changes nothing shown
             self.pump()
+        self._report_due()
         self._flush_deliveries()
         return self.exit_reason
 
@@ -198,6 +220,15 @@ class Director:
             if not self._flush_failed:
                 log.exception("removing delivered outbox rows failed; they are sent again")
             self._flush_failed = True
+
+    def _report_due(self) -> None:
+        if self._shown_due is None:
+            return
+        self._shown_due = None
+        try:
+            self.report_changes()
+        except Exception:
+            log.exception("status comparison failed")
 
     def report_changes(self) -> None:
         """Publish the status as soon as what plays, the live programs, the volume or the power

@@ -31,6 +31,9 @@ class Outbox:
         self.device_id = device_id
         self.clock = clock
         self.redactor = redactor
+        # Called once an ack is durable (the director hands it to the link at once, before
+        # the work that follows it, such as the playback reconcile and its play-log writes).
+        self.after_ack: Callable[[], None] | None = None
 
     def topic(self, leaf: str) -> str:
         """This device's ``dev/{device}/{leaf}`` topic."""
@@ -70,6 +73,8 @@ class Outbox:
             now=self.clock().timestamp(),
             **changes,
         )
+        if self.after_ack is not None:
+            self.after_ack()
         return ack
 
     def event(self, severity: str, code: str, detail: str) -> None:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Names in releases/ starting with "." are never a slot: being unpacked, or being removed.
 PARTIAL_PREFIX = ".partial-"
 OLD_PREFIX = ".old-"
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+PACKAGE = "ttcs-agent"
 Phase = Literal["staging", "trial", "committed", "rolled_back"]
 
 
@@ -34,6 +36,7 @@ class Slots:
         self.root = root
         self.releases = root / "releases"
         self.current_link = root / "current"
+        self.dpkg_status = DPKG_STATUS
 
     def path(self, version: str) -> Path:
         return self.releases / version
@@ -94,22 +97,47 @@ class Slots:
 
     def clean(self, keep: set[str], keep_previous: int) -> list[str]:
         """Remove left-over hidden entries and all but ``keep_previous`` older slots."""
+        removed = self.clean_hidden()
+        for version in self.stale(keep, keep_previous):
+            shutil.rmtree(self.path(version), ignore_errors=True)
+            removed.append(version)
+        return removed
+
+    def clean_hidden(self) -> list[str]:
+        """Remove what an interrupted unpacking or removal left (names starting with ".")."""
         removed = []
         with contextlib.suppress(FileNotFoundError):
             for path in self.releases.iterdir():
                 if path.name.startswith("."):
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(path.name)
+        return removed
+
+    def stale(self, keep: set[str], keep_previous: int) -> list[str]:
+        """The slots to remove: all but ``keep``, ``current``, dpkg's and the newest others."""
+        keep = keep | {v for v in (self.current(), dpkg_version(self.dpkg_status)) if v}
         others = [v for v in self.versions() if v not in keep]
         others.sort(key=_order, reverse=True)
-        for version in others[keep_previous:]:
-            shutil.rmtree(self.path(version), ignore_errors=True)
-            removed.append(version)
-        return removed
+        return others[keep_previous:]
 
     def free_bytes(self) -> int:
         folder = self.releases if self.releases.exists() else self.root
         return shutil.disk_usage(folder).free
+
+
+def dpkg_version(status: Path = DPKG_STATUS) -> str | None:
+    """The version of the ``ttcs-agent`` package dpkg has installed (its slot), if any."""
+    try:
+        text = status.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " "
+        )
+        if fields.get("Package") == PACKAGE and fields.get("Status", "").endswith(" installed"):
+            return fields.get("Version")
+    return None
 
 
 def _order(version: str) -> tuple[int, ...]:

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.schema import StoreTooNew as StoreTooNew  # raised by Store()
+from agent.schema import migrate
+
 SEEN_GRACE_S = 86400
 # The highest outbox seq ever given (AUTOINCREMENT keeps it in sqlite_sequence).
 LAST_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'"
@@ -65,6 +68,9 @@ CREATE TABLE IF NOT EXISTS playlog_pending (
     entry TEXT NOT NULL
 );
 """
+# Schema versions (agent/schema.py): SCHEMA is version 1 and never changes; a later change is
+# a new entry here (SQL statements; MIGRATIONS[i] takes version i + 1 to i + 2).
+MIGRATIONS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def is_disk_full(exc: BaseException) -> bool:
 class Store:
     """SQLite-backed state. One connection, guarded by a lock; callers may be any thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
@@ -139,7 +145,11 @@ class Store:
         self._full: tuple[float, float, int] | None = None
         self._full_over: DiskFull | None = None
         with self._lock:
-            self._db.executescript(SCHEMA)
+            try:
+                migrate(self._db, path, [SCHEMA, *migrations])
+            except BaseException:
+                self._db.close()
+                raise
             self._last_seq = int(self._db.execute(LAST_SEQ).fetchone()[0])
         # Rows the broker acknowledged, removed with the next transaction (see ``delivered``).
         self._done: list[int] = []

@@ -4,8 +4,8 @@ The steps, each leaving a whole state if the power goes (docs/update.md):
 
 1. ``begin`` (director thread): checks that need no download; records ``staging``; a worker
    thread downloads the artifact into the content cache (resumable, size- and hash-checked),
-   verifies its release signature, unpacks it into ``releases/.partial-VERSION``, syncs and
-   renames it to ``releases/VERSION``, records ``trial`` and asks the agent to stop: systemd
+   has it verified and unpacked into ``releases/VERSION`` (``agent/installer.py``: by the agent
+   itself or by the package's root-side installer), records ``trial`` and stops: systemd
    (``Restart=always``) starts ``current`` again, which is still the old version.
 2. ``on_boot`` (first thing at start, in whatever version ``current`` runs): on ``trial`` the
    old version counts the start and ``exec``s the new slot's ``bin/ttcs-agent``, until the new
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import sqlite3
 import threading
 import time
@@ -37,11 +36,11 @@ from agent import __version__
 from agent.cache import ContentCache
 from agent.config import AgentConfig
 from agent.download import DownloadError
+from agent.installer import slot_writer
 from agent.logs import Redactor, tail
 from agent.slots import Slots, UpdateJournal, UpdateRecord
 from protocol import AgentUpdateBody, Envelope, Media, Status, Topics
-from protocol.release import ReleaseError, unpack, verify, version_key
-from protocol.signing import public_key_from_b64
+from protocol.release import ReleaseError, version_key
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +123,10 @@ class Updater:
         self.config, self.config_path, self.redactor = config, config_path, redactor
         self.settings = config.update
         self.slots = Slots(self.settings.root)
+        self.writer = slot_writer(config)
         self.journal = UpdateJournal(config.paths.state_dir / "update.json")
         self.clock, self.execv = clock, execv
         self.topics = Topics(config.mqtt.topic_prefix)
-        self.keys = {k: public_key_from_b64(v) for k, v in self.settings.release_keys.items()}
         self.ports: UpdatePorts | None = None
         self._results: queue.SimpleQueue[tuple[str, str, str]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -260,7 +259,7 @@ class Updater:
         def no(reason: str, detail: str) -> Outcome:
             return Outcome(Status.FAILED, reason, detail)
 
-        if not self.keys:
+        if not self.settings.release_keys:
             return no("not_configured", "no [update] release_keys on this device")
         floor = self.settings.min_version
         if floor is not None and version_key(body.version) < version_key(floor):
@@ -269,10 +268,11 @@ class Updater:
             return no("not_ready", "the agent is still starting")
         if self.journal.read() is not None or (self._worker and self._worker.is_alive()):
             return no("update_in_progress", "another agent.update is under way")
-        if os.access(self.slots.root, os.W_OK):
-            self.slots.releases.mkdir(exist_ok=True)
-        if not os.access(self.slots.releases, os.W_OK):
-            return no("not_writable", f"{self.slots.releases} is not writable by the agent")
+        if self.writer.mode == "direct":
+            if os.access(self.slots.root, os.W_OK):
+                self.slots.releases.mkdir(exist_ok=True)
+            if not os.access(self.slots.releases, os.W_OK):
+                return no("not_writable", f"{self.slots.releases} is not writable by the agent")
         need = body.size * UNPACKED_FACTOR + self._min_free(body) * MB
         if self.slots.free_bytes() < need:
             free = self.slots.free_bytes() // MB
@@ -286,30 +286,18 @@ class Updater:
         """Worker thread: download, verify, unpack. Posts (cmd, reason, detail) for ``tick``."""
         assert self.ports is not None  # begin checked it
         media = Media(url=body.url, sha256=body.sha256, size=body.size, mime="application/x-tar")
-        partial: Path | None = None
         try:
             self.ports.cache.ensure(media)
             artifact = self.ports.cache.path(body.sha256)
-            manifest = verify(artifact, self.keys, body.version)
-            partial = self.slots.partial(body.version)
-            unpack(artifact, partial)
-            if not (partial / "bin" / "ttcs-agent").is_file():
-                raise ReleaseError("bad_release", "the slot has no bin/ttcs-agent")
-            if self.slots.free_bytes() < self._min_free(body) * MB:
-                raise ReleaseError("no_space", "unpacked, less than min_free_mb is left")
-            self.slots.publish(partial, body.version)
-            partial = None
+            kid = self.writer.install(artifact, body.version, self._min_free(body))
             self.journal.write(record.but(phase="trial"))
-            log.info("release %s (signed by %s) unpacked", body.version, manifest.kid)
+            log.info("release %s (signed by %s) unpacked (%s)", body.version, kid, self.writer.mode)
             self._results.put((record.cmd, "", ""))
         except (DownloadError, ReleaseError) as exc:
             self._results.put((record.cmd, exc.reason, exc.detail))
         except Exception as exc:
             log.exception("agent.update %s failed", record.cmd)
             self._results.put((record.cmd, "update_failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            if partial is not None:
-                shutil.rmtree(partial, ignore_errors=True)
 
     # ------------------------------------------------------------------ tick
 
@@ -352,8 +340,12 @@ class Updater:
             ports.publish_status()
             problem = ports.unhealthy()
         if problem is None:
+            try:
+                self.writer.commit(__version__)
+            except (OSError, ReleaseError) as exc:  # tried again at the next tick
+                log.error("cannot point current at %s: %s", __version__, exc)
+                return
             self._trial_until = None
-            self.slots.switch(__version__)
             self.journal.write(record.but(phase="committed"))
             self._release_output()
             (self.config.paths.state_dir / DB_BEFORE).unlink(missing_ok=True)
@@ -371,10 +363,7 @@ class Updater:
         ports.ack(record.cmd, Status.DONE, detail=detail)
         self.journal.clear()
         (self.config.paths.state_dir / TRIAL_LOG).unlink(missing_ok=True)
-        keep = {__version__, record.from_version}
-        removed = self.slots.clean(keep, self.settings.keep_previous)
-        if removed:
-            log.info("removed release slots: %s", ", ".join(removed))
+        self._clean({__version__, record.from_version})
 
     def _ack_rolled_back(self, ports: UpdatePorts, record: UpdateRecord) -> None:
         trial_log = self.config.paths.state_dir / TRIAL_LOG
@@ -394,8 +383,20 @@ class Updater:
         )
         self.journal.clear()
         trial_log.unlink(missing_ok=True)
-        if record.to_version != __version__:
-            shutil.rmtree(self.slots.path(record.to_version), ignore_errors=True)
-        removed = self.slots.clean({__version__}, self.settings.keep_previous)
+        stale = (record.to_version,) if record.to_version != __version__ else ()
+        self._clean({__version__}, stale)
+
+    def _clean(self, keep: set[str], stale: tuple[str, ...] = ()) -> None:
+        """Remove ``stale`` and the slots beyond ``keep_previous`` (never current's, dpkg's)."""
+        if self.writer.mode == "direct":
+            self.slots.clean_hidden()
+        removed = []
+        for version in [*stale, *self.slots.stale(keep, self.settings.keep_previous)]:
+            try:
+                if self.slots.path(version).exists():
+                    self.writer.remove(version)
+                    removed.append(version)
+            except (OSError, ReleaseError) as exc:
+                log.warning("release slot %s not removed: %s", version, exc)
         if removed:
             log.info("removed release slots: %s", ", ".join(removed))

@@ -156,14 +156,30 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fleet", parents=[conn], help="a table of every device's state")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--db",
+        default=env("TTCS_DB"),
+        help="read the store instead of the broker (sqlite:PATH, postgresql://…; env TTCS_DB)",
+    )
     p.set_defaults(func=cmd_fleet)
 
     p = sub.add_parser("watch", parents=[conn], help="print acks, events and playlogs")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("collect", parents=[conn], help="append the devices' playlogs to a file")
-    p.add_argument("--out", type=Path, required=True, help="JSON-lines file to append to")
+    p = sub.add_parser(
+        "collect", parents=[conn], help="collect what devices report: into --db, or --out FILE"
+    )
+    p.add_argument("--out", type=Path, help="JSON-lines file to append the playlogs to")
+    p.add_argument(
+        "--db",
+        default=env("TTCS_DB"),
+        help="the control plane's store (sqlite:PATH, postgresql://…; env TTCS_DB): states, "
+        "statuses, acks, events and playlogs, as python -m controlplane.collect",
+    )
+    p.add_argument(
+        "--group", default="ttcs-collectors", help="with --db: shared-subscription group"
+    )
     p.add_argument(
         "--duration", type=float, default=0.0, help="stop after N seconds (default: at Ctrl-C)"
     )
@@ -172,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
         default=COLLECTOR_ID,
         help="client id of the persistent session that keeps messages between runs",
     )
-    p.set_defaults(func=cmd_collect)
+    p.set_defaults(func=_collect)
 
     p = sub.add_parser("report", help="plays per ward, device, bulletin and day, as CSV")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files written by collect")
@@ -192,6 +208,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tz", default="Asia/Ho_Chi_Minh", help="time zone of the days")
     p.set_defaults(func=cmd_report)
     return parser
+
+
+def _collect(args: argparse.Namespace) -> int:
+    """``collect``: ``--out FILE`` appends playlogs to a file as before; else ``--db`` (or env
+    ``TTCS_DB``) runs the database collector (controlplane/collect.py)."""
+    if args.out is None and args.db:
+        from controlplane.collect import main as collect_main
+
+        return collect_main(
+            ["--db", args.db, "--broker", args.broker, "--prefix", args.prefix]
+            + ["--group", args.group, "--duration", str(args.duration)]
+            + (["--client-id", args.client_id] if args.client_id != COLLECTOR_ID else [])
+            + [f"--{k.replace('_', '-')}={v}" for k, v in _conn_files(args)]
+        )
+    if args.out is None:
+        raise ControlError("give --out FILE (JSON lines) or --db URL")
+    return cmd_collect(args)
+
+
+def _conn_files(args: argparse.Namespace) -> list[tuple[str, object]]:
+    names = ("ca_file", "cert_file", "key_file", "username")
+    return [(n, getattr(args, n)) for n in names if getattr(args, n) is not None]
 
 
 def main(argv: list[str] | None = None) -> int:

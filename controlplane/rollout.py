@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -230,6 +231,7 @@ class SessionFleet:
     ttl_s: int = 3600
     versions: dict[str, str] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    db: str | None = None  # the control plane's store: each command is recorded before it is sent
 
     @staticmethod
     def subscriptions(topics: Topics) -> list[str]:
@@ -238,6 +240,10 @@ class SessionFleet:
     def send_update(self, device: str, body: dict[str, Any]) -> str:
         doc = make_document(self.key, "agent.update", f"dev:{device}", body, ttl_s=self.ttl_s)
         payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        if self.db:
+            from controlplane.send import record_sent
+
+            record_sent(self.db, [(doc, self.topics.dev(device, "cmd"))])
         self.session.link.publish(self.topics.dev(device, "cmd"), payload, qos=1)
         return str(doc["id"])
 
@@ -323,7 +329,7 @@ def cmd_update_push(args: argparse.Namespace) -> int:
         print(f"{run.device}: {run.state} {run.reason or ''}".rstrip(), flush=True)
 
     with Session(args, SessionFleet.subscriptions(topics)) as session:
-        fleet = SessionFleet(session, key, topics, ttl_s=args.ttl)
+        fleet = SessionFleet(session, key, topics, ttl_s=args.ttl, db=args.db)
         devices = devices_of(fleet, args.to)
         if not devices:
             raise ControlError(f"no device of {', '.join(args.to)} has a retained state")
@@ -352,4 +358,9 @@ def add_update_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--wait-healthy", type=duration_s, default=600, help="per wave (10m)")
     p.add_argument("--max-failure", type=percent, default=10, help="stop above this (10%%)")
     p.add_argument("--ttl", type=int, default=3600, help="the command's lifetime in seconds")
+    p.add_argument(
+        "--db",
+        default=os.environ.get("TTCS_DB"),
+        help="the control plane's store, where each command is recorded before it is sent",
+    )
     p.set_defaults(func=cmd_update_push)

@@ -54,6 +54,21 @@ def known_members(args: argparse.Namespace, target: str) -> dict[str, Member]:
     return store_members(db, target) if db else {}
 
 
+def record_sent(url: str, sent: list[tuple[dict[str, Any], str]]) -> None:
+    """Keep each (document, topic) in the store before it is published; raises ControlError
+    (nothing is published then) when the store cannot take them."""
+    from controlplane.db import DatabaseError
+    from controlplane.migrations import SchemaError
+    from controlplane.store import Store
+
+    try:
+        with Store.open(url) as store:
+            for doc, topic in sent:
+                store.record_command(doc, topic)
+    except (DatabaseError, SchemaError, ValueError) as exc:
+        raise ControlError(f"cannot record the command in the store, nothing sent: {exc}") from None
+
+
 def publish_and_follow(
     args: argparse.Namespace,
     docs: list[dict[str, Any]],
@@ -74,6 +89,9 @@ def publish_and_follow(
     if synchronized:
         subs.append(topics.dev("+", "playlog"))
     fans = [FanOut(d["id"], d["target"], known_members(args, d["target"])) for d in docs]
+    db = getattr(args, "db", None)
+    if db:
+        record_sent(db, [(doc, topics.for_target(doc["target"], leaf)) for doc in docs])
     with Session(args, subs) as session:
         for doc in docs:
             payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")

@@ -33,11 +33,19 @@ def parse_time(value: str) -> datetime:
     """Parse an RFC 3339 UTC time with a ``Z`` suffix; raise ValueError otherwise."""
     if not isinstance(value, str) or not TIME_RE.match(value):
         raise ValueError(f"{value!r} is not an RFC 3339 UTC time ending in Z")
-    base, _, frac = value[:-1].partition(".")
-    parsed = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    if frac:
-        parsed = parsed.replace(microsecond=int(frac[:6].ljust(6, "0")))
-    return parsed
+    # The pattern fixed every digit's place; datetime() checks the ranges (strptime is 10×
+    # slower, and every command's times are parsed on its path to the ack).
+    frac = value[20:-1]
+    return datetime(
+        int(value[0:4]),
+        int(value[5:7]),
+        int(value[8:10]),
+        int(value[11:13]),
+        int(value[14:16]),
+        int(value[17:19]),
+        int(frac[:6].ljust(6, "0")) if frac else 0,
+        tzinfo=UTC,
+    )
 
 
 def format_time(moment: datetime | float) -> str:

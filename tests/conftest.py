@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,15 +22,33 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+# Tables the xdist workers made (their own terminal output is not shown): (section, lines).
+_WORKER_TABLES: list[tuple[str, list[str]]] = []
+
+
+def _tables() -> list[tuple[str, list[str]]]:
     """The tables of the fuzz targets (tests/fuzzing.py) and the power cuts, when they ran."""
-    if fuzzing.TALLY:
-        terminalreporter.section("fuzz")
-        for line in fuzzing.table():
-            terminalreporter.write_line(line)
-    for report in power_cut_report.REPORTS:
-        terminalreporter.section("power cuts")
-        for line in report:
+    tables = [("fuzz", fuzzing.table())] if fuzzing.TALLY else []
+    return tables + [("power cuts", report) for report in power_cut_report.REPORTS]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker: hand the tables to the controller
+        worker = output.get("workerid", "worker")
+        output["tables"] = [(f"{section} ({worker})", lines) for section, lines in _tables()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's hook, on the controller, as each worker ends."""
+    _WORKER_TABLES.extend(node.workeroutput.get("tables", []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for section, lines in _tables() + _WORKER_TABLES:
+        terminalreporter.section(section)
+        for line in lines:
             terminalreporter.write_line(line)
 
 

@@ -85,8 +85,11 @@ def provision_updatable(
 class Supervisor:
     """Runs ``ROOT/current/bin/ttcs-agent run`` and starts it again whenever it exits."""
 
-    def __init__(self, device: Device, root: Path, restart_s: float = 0.2) -> None:
+    def __init__(
+        self, device: Device, root: Path, restart_s: float = 0.2, wrap: list[str] | None = None
+    ) -> None:
         self.device, self.root, self.restart_s = device, root, restart_s
+        self.wrap = wrap or []  # a command prefix, e.g. read_only_root(root)
         self.output = device.state_dir.parent / "agent.out"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -107,7 +110,7 @@ class Supervisor:
                 if self._stop.is_set():
                     return
                 self.proc = subprocess.Popen(
-                    [str(launcher), "run", "--config", str(self.device.config)],
+                    [*self.wrap, str(launcher), "run", "--config", str(self.device.config)],
                     stdout=self.output.open("ab"),
                     stderr=subprocess.STDOUT,
                     cwd=self.device.state_dir.parent,
@@ -133,6 +136,50 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
         self._thread.join(20)
+
+
+def read_only_root(root: Path) -> list[str]:
+    """A prefix that runs a command as the unit's sandbox leaves the agent: ``root`` read-only
+    (its own mount namespace, as ``ProtectSystem=strict``), no capabilities to undo that."""
+    script = (
+        'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && '
+        'exec setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, str(root)]
+
+
+class SlotInstaller:
+    """What ``ttcs-agent-slots.path`` does: whenever the agent's request is there, run
+    ``ROOT/current/bin/ttcs-agent slots-apply`` (as root, a process of its own)."""
+
+    def __init__(self, device: Device, root: Path) -> None:
+        self.device, self.root = device, root
+        self.runs: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slot-installer", daemon=True)
+
+    def __enter__(self) -> SlotInstaller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def apply(self) -> str:
+        """Run the installer once; its output."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        launcher = self.root / "current" / "bin" / "ttcs-agent"
+        argv = [str(launcher), "slots-apply", "--config", str(self.device.config)]
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+        self.runs.append(done.stdout.strip())
+        return done.stdout
+
+    def _run(self) -> None:
+        request = self.device.state_dir / "slots" / "request.json"
+        while not self._stop.wait(0.1):
+            if request.exists():
+                self.apply()
 
 
 def running_version(device: Device) -> str | None:

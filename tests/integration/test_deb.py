@@ -10,6 +10,7 @@ maintainer scripts run as they do on a device, and the installed agent runs from
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -155,7 +156,8 @@ def base(deb: Path) -> Path:
 def installed(
     deb: Path, base: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ScratchRoot]:
-    """One root with the package installed by apt, for the checks that only look."""
+    """One root with the package installed by apt, for the checks that only look (or put
+    back what they change)."""
     root = ScratchRoot(tmp_path_factory.mktemp("deb") / "root", base)
     root.apt_install(deb)
     yield root
@@ -329,3 +331,61 @@ def test_gpio_group_is_joined_where_it_exists(fresh: ScratchRoot, deb: Path) -> 
 def test_no_gpio_group_is_made_up(installed: ScratchRoot) -> None:
     assert installed.members("gpio") == []
     assert "gpio:" not in (installed / "/etc/group").read_text()
+
+
+SLOTS_UNITS = ("ttcs-agent-slots.path", "ttcs-agent-slots.service")
+
+
+def test_slot_installer_is_installed_enabled_and_answers(installed: ScratchRoot, deb: Path) -> None:
+    """The root side of agent.update: its units, its request folder, and the real command,
+    which refuses what it must and leaves the package's slot alone; an install of the package
+    points current at the package's slot again."""
+    root = installed
+    for name in SLOTS_UNITS:
+        unit = root / f"/lib/systemd/system/{name}"
+        assert unit.read_bytes() == (ROOT / "systemd" / name).read_bytes(), name
+    wants = root / "/etc/systemd/system/multi-user.target.wants/ttcs-agent-slots.path"
+    assert os.readlink(wants) == "/lib/systemd/system/ttcs-agent-slots.path"
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", f"--root={root.path}", *SLOTS_UNITS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    ttcs = root.user("ttcs")
+    assert ttcs is not None
+    folder = root / "/var/lib/ttcs-agent/slots"
+    st = folder.stat()
+    assert (st.st_uid, st.st_mode & 0o7777) == (int(ttcs[2]), 0o750)
+
+    def ask(request: dict[str, str]) -> dict[str, object]:
+        path = folder / "request.json"
+        path.write_text(json.dumps(request))
+        os.chown(path, int(ttcs[2]), int(ttcs[3]))  # written by the agent
+        root.run("ttcs-agent", "slots-apply", "--config", CONFFILE)
+        result = folder / "result.json"
+        assert result.stat().st_uid == int(ttcs[2]), "the agent may read and remove it"
+        answer: dict[str, object] = json.loads(result.read_text())
+        result.unlink()
+        return answer
+
+    assert root.run("ttcs-agent", "slots-apply", "--config", CONFFILE).stdout == ""  # none
+    refused = ask({"id": "1", "op": "remove", "version": __version__})
+    assert (refused["ok"], refused["reason"]) == (False, "in_use")
+    # What an agent.update leaves: another slot, current on it (as its commit does).
+    other = root / "/opt/ttcs-agent/releases/9.9.9"
+    (other / "bin").mkdir(parents=True)
+    (other / "bin" / "ttcs-agent").symlink_to(f"{SLOT}/bin/ttcs-agent")
+    assert ask({"id": "2", "op": "commit", "version": "9.9.9"})["ok"] is True
+    assert os.readlink(root / "/opt/ttcs-agent/current") == "releases/9.9.9"
+    refused = ask({"id": "3", "op": "remove", "version": __version__})
+    assert (refused["ok"], refused["reason"]) == (False, "dpkg_slot")
+    outside = ask({"id": "4", "op": "install", "version": "9.9.10", "artifact": CONFFILE})
+    assert (outside["ok"], outside["reason"]) == (False, "outside_cache")
+    # apt install of the package (here the same version again): current is the package's.
+    root.apt("install", "--reinstall", f"/tmp/{deb.name}")
+    assert os.readlink(root / "/opt/ttcs-agent/current") == f"releases/{__version__}"
+    assert ask({"id": "5", "op": "remove", "version": "9.9.9"})["ok"] is True
+    assert not other.exists()

@@ -31,6 +31,7 @@ from tests.unit.fakes import (
     GROUPS,
     PREFIX,
     TOPICS,
+    FakePublisher,
     Rig,
     Signer,
     agent_config,
@@ -399,6 +400,38 @@ def test_an_emergency_survives_a_restart(tmp_path: Path, store: Store) -> None:
     assert again.screen.current == "lu-quet"
     again.command("emergency.stop", {}, "emerg-stop-02")
     assert again.screen.current == "a"
+
+
+@dataclass
+class WitnessLink(FakePublisher):
+    """Notes, for each ack handed over, how many plays the store held open at that moment."""
+
+    store: Store | None = None
+    open_at_ack: list[int] = field(default_factory=list)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+        if topic.endswith("/ack") and self.store is not None:
+            self.open_at_ack.append(len(self.store.open_plays()))
+        return super().publish(topic, payload, qos, retain)
+
+
+def test_an_emergency_ack_leaves_once_durable_before_its_plays_are_recorded(
+    show: Show, store: Store
+) -> None:
+    link = WitnessLink(store=store)
+    show.rig.director.attach(link, lambda: 0)
+    alert = {
+        "id": "bao-so-10",
+        "title": "Bão số 10",
+        "level": "emergency",
+        "screen": {"kind": "text", "text": "Sơ tán ngay"},
+        "speaker": {"kind": "tts", "text": "Bão số 10, sơ tán ngay."},
+    }
+    show.command("emergency.start", {"bulletin": alert}, "emerg-000010")
+    assert [json.loads(p.payload)["status"] for p in link.published] == ["done"]
+    assert link.open_at_ack == [0]  # handed over before the screen's and speaker's plays
+    assert len(store.open_plays()) == 2  # which are recorded all the same
+    assert link.acked_tokens == [None]  # and the PUBACK comes after all of it
 
 
 def test_stopping_an_unknown_emergency_fails(show: Show) -> None:

@@ -520,3 +520,16 @@ def test_restart_done_ack_and_its_marker_go_together(rig: Rig) -> None:
     assert [a["status"] for a in rig.acks("restart-0001")] == ["accepted", "done"]
     rig.director._boot()  # a second boot acks nothing more
     assert len(rig.acks("restart-0001")) == 2
+
+
+def test_the_status_follows_a_change_once_the_ack_is_handed_over(rig: Rig) -> None:
+    link = FakePublisher()
+    rig.director.attach(link, lambda: 0)
+    payload = rig.signer.payload(document("volume.set", {"percent": 42}, doc_id="volume-000042"))
+    rig.director.post(Inbound(CMD_TOPIC, payload, (9, 1, 1), False))
+    rig.director.post(Stop())
+    assert rig.director.run() == "stop"
+    topics = link.topics()
+    status_at = max(i for i, t in enumerate(topics) if t.endswith("/status"))
+    assert topics.index(ACK_TOPIC) < status_at
+    assert json.loads(link.published[status_at].payload)["volume"] == 42

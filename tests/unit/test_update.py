@@ -13,6 +13,7 @@ from agent import __version__
 from agent.config import AgentConfig, ConfigError, parse_config
 from agent.logs import Redactor
 from agent.slots import Slots, UpdateJournal, UpdateRecord
+from agent.store import Store, StoreTooNew
 from agent.update import DB_BEFORE, TRIAL_LOG, Updater, health_problem
 
 RELEASE_KEY = "rDXFAltaSafdUDs32RhetpKAuiGqQdAJA7FnfUf9MSs="
@@ -156,3 +157,35 @@ def test_health_needs_the_link_and_both_threads() -> None:
     assert health_problem(_Link(connected=False), _Stage()) == "not connected to the broker"
     assert health_problem(_Link(), _Stage(screen=False)) == "the screen's render thread is gone"
     assert health_problem(_Link(), _Stage(speaker=False)) == "the speaker thread is gone"
+
+
+def test_a_rolled_back_schema_migration_leaves_the_old_schema(
+    rig: tuple[Updater, UpdateJournal, Exec, AgentConfig],
+) -> None:
+    updater, journal, _, cfg = rig
+    db_path = cfg.paths.state_dir / "agent.db"
+    db_path.unlink()
+    Store(db_path).close()  # the previous version's store: schema version 1
+    journal.write(UpdateRecord("cmd-00000001", __version__, NEW, "trial"))
+    try:
+        updater.on_boot()  # copies the store aside, starts the new version
+    finally:
+        updater._release_output()
+    # The new version migrates the store to version 2, then crashes before it is proven.
+    newer = Store(db_path, migrations=("CREATE TABLE extra (k TEXT); ALTER TABLE seen ADD x",))
+    newer.close()
+    with pytest.raises(StoreTooNew, match="schema is version 2, this agent knows up to 1"):
+        Store(db_path)
+    record = journal.read()
+    assert record is not None
+    journal.write(record.but(starts=2))
+    updater.on_boot()  # out of starts: back to the previous version, and its store
+    record = journal.read()
+    assert record is not None and record.phase == "rolled_back"
+    Store(db_path).close()  # the previous version starts on its own schema
+    db = sqlite3.connect(db_path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchall() == []
+    finally:
+        db.close()
