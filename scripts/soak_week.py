@@ -43,10 +43,10 @@ from soak_week_plan import (  # noqa: E402
     screen_expected,
 )
 
-from agent.control_socket import AgentNotRunning  # noqa: E402
+from agent.control_socket import AgentNotRunning, request  # noqa: E402
 from controlplane.keys import SigningKey, make_document  # noqa: E402
 from protocol import Topics, format_time, parse_time  # noqa: E402
-from tests.helpers import PREFIX, Broker, Listener, program, provision, request  # noqa: E402
+from tests.helpers import PREFIX, Broker, Listener, program, provision  # noqa: E402
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 START = "2026-12-07 05:00:00"  # UTC: Monday 12:00 in Asia/Ho_Chi_Minh
