@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A week compressed: the unmodified agent under libfaketime, its clock sped up.
 
-    python scripts/soak_week.py [--wall-s 3600] [--speed 168] [--commands 1000]
+    python scripts/soak_week.py [--wall-s 3600] [--speed 168] [--commands 1000] [--sample-s 2]
 
 The agent runs as ``ttcs-agent run`` with ``LD_PRELOAD`` of libfaketime plus
 ``scripts/faketime_semwait.c`` (built here with ``cc``; libfaketime 0.9.10 does not wrap the
