@@ -95,12 +95,12 @@ class PlayLog:
         return self.entries
 
     def counts(self, start: datetime, end: datetime) -> Counter[str]:
-        """Entries per planned bulletin (the scheduled item's between ``start`` and ``end``)."""
+        """Entries per planned bulletin started by ``end`` (the scheduled item's from ``start``)."""
         out: Counter[str] = Counter()
         for e in self.update().values():
             b = e["bulletin"]
-            in_window = start <= parse_time(e["started_at"]) <= end
-            if b.startswith(("pn-", "em-")) or (b == "sch" and in_window):
+            at = parse_time(e["started_at"])
+            if at <= end and (b.startswith(("pn-", "em-")) or (b == "sch" and start <= at)):
                 out[b] += 1
         return out
 
