@@ -20,7 +20,7 @@ FUZZ_TESTS := tests/unit/test_fuzz.py tests/unit/test_fuzz_verify.py \
 	tests/unit/test_fuzz_documents.py tests/unit/test_fuzz_config.py \
 	tests/unit/test_fuzz_control_socket.py tests/unit/controlplane/test_fuzz_cap.py
 
-.PHONY: help setup test chaos fuzz soak lint bench fleet demo deb clean
+.PHONY: help setup test chaos fuzz soak soak-week lint bench fleet demo deb clean
 
 help: ## list the targets
 	@echo "ttcs-agent — edge agent for ward screens and loudspeakers"
@@ -45,6 +45,12 @@ fuzz: setup ## fuzz the decoders and parsers with FUZZ_INPUTS inputs (100,000); 
 # broken promise. E.g. SOAK_ARGS="--flap-minutes 5 --load-minutes 5".
 soak: setup ## 30 min behind a flapping 3G-like link, then 1,000 commands with /proc sampled
 	$(PY) scripts/soak.py $(SOAK_ARGS)
+
+# Not `setup`: `setup --soak` also installs libfaketime and gcc (for scripts/faketime_semwait.c).
+# The unmodified agent, its clock 168x (an hour is a week): SOAK_WEEK_ARGS="--wall-s 900".
+soak-week: ## the agent's clock 168x under libfaketime: a table per quarter day, exit 1 on a missed goal
+	@scripts/setup --soak
+	$(PY) scripts/soak_week.py $(SOAK_WEEK_ARGS)
 
 # All three run even when one fails, so one pass shows every problem.
 lint: setup ## ruff check, ruff format --check, mypy (config in pyproject.toml)
