@@ -270,6 +270,11 @@ class Wakeup:
 
     def stop(self) -> None:
         if self.scheduler.running:
+            # First, under the scheduler's job-store lock: a wake being processed at this very
+            # moment finishes before the scheduler is stopped. (Stopped mid-processing, its
+            # thread would look for the fired job among the pending ones and die of
+            # JobLookupError.)
+            self.scheduler.remove_all_jobs()
             self.scheduler.shutdown(wait=False)
 
 
