@@ -92,6 +92,17 @@ def proc_status_kib(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_figures(pid: int) -> tuple[int, int, int]:
+    """A process's resident memory (KiB), open file descriptors and threads, from /proc."""
+    rss = threads = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Threads:"):
+            threads = int(line.split()[1])
+    return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
+
+
 def raise_on_termination() -> None:
     """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt, so ``finally`` blocks clean up.
 

@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
+from harness import proc_figures  # noqa: E402
 from soak_week_plan import (  # noqa: E402
     MARGIN,
     SCREEN_HOURS,
@@ -58,16 +59,6 @@ def build_shim(out: Path) -> Path:
     src = ROOT / "scripts" / "faketime_semwait.c"
     subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(so), str(src), "-ldl"], check=True)
     return so
-
-
-def proc_figures(pid: int) -> tuple[float, int, int]:
-    rss = threads = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
-    return rss / 1024, len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
 @dataclass
@@ -245,7 +236,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                     sent += 1
                 if time.monotonic() >= next_sample:
                     next_sample = time.monotonic() + args.sample_s
-                    rss, fds, threads = proc_figures(proc.pid)
+                    rss_kib, fds, threads = proc_figures(proc.pid)
                     try:
                         st = request(dev.socket, "status").get("status", {})
                     except (OSError, AgentNotRunning):
@@ -254,7 +245,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
                         print(f"no status: {st}"[:300], flush=True)
                         continue
                     screen = (st.get("now") or {}).get("screen")
-                    samples.append(Sample(parse_time(st["at"]), rss, fds, threads, sent, screen))
+                    samples.append(
+                        Sample(parse_time(st["at"]), rss_kib / 1024, fds, threads, sent, screen)
+                    )
                     log.update()
         finally:
             proc.terminate()

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness import proc_figures
+
 from controlplane.keys import SigningKey
 from protocol import format_time
 from tests.helpers import (
@@ -91,16 +93,6 @@ class SoakResult:
         return "\n".join(lines)
 
 
-def _proc(pid: int) -> tuple[int, int, int]:
-    rss = threads = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Threads:"):
-            threads = int(line.split()[1])
-    return rss, len(list(Path(f"/proc/{pid}/fd").iterdir())), threads
-
-
 def _text(ident: str, text: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": ident,
@@ -157,7 +149,7 @@ def run_load_soak(
 
             def sampler() -> None:
                 while not stop.wait(sample_s):
-                    rss, fds, threads = _proc(pid)
+                    rss, fds, threads = proc_figures(pid)
                     at = time.monotonic() - started
                     result.samples.append(Sample(at, sent, rss, fds, threads))
 
